@@ -1,0 +1,123 @@
+/* sockpool.h - a thread-pool TCP server library: Python's socketserver.ThreadingTCPServer in C.
+ *
+ * An acceptor (the thread that calls sp_server_serve_forever) accepts connections and pushes
+ * them onto a bounded queue; a fixed pool of worker threads pops them and calls the handler,
+ * then closes the connection. Every function returns 0 or a negative errno unless it says
+ * otherwise; functions that can fail for a reason a human must read also fill err.
+ */
+#ifndef SOCKPOOL_H
+#define SOCKPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define SP_VERSION "1.0.0"
+
+/* Size of the error buffers the API fills ("bind 127.0.0.1:8000: Address already in use"). */
+#define SP_ERRLEN 256
+
+/* Handler results that are not errnos: the worker counts each kind separately. */
+#define SP_ERR_IDLE_TIMEOUT (-10001) /* the peer sent nothing for idle_timeout seconds */
+#define SP_ERR_SEND_TIMEOUT (-10002) /* the peer read nothing for send_timeout seconds */
+
+struct sp_server;
+
+/* One accepted connection, as a handler sees it (socketserver's self.request & co). */
+struct sp_request {
+    int fd;                                 /* the connected socket (self.request) */
+    struct sockaddr_storage client_address; /* the peer (self.client_address) */
+    socklen_t client_len;
+    struct sp_server *server; /* the server (self.server) */
+    uint64_t accepted_ns;     /* CLOCK_MONOTONIC time of accept() */
+    uint64_t bytes_in;        /* counted by sp_recv */
+    uint64_t bytes_out;       /* counted by sp_send_all */
+};
+
+/* A handler serves one connection and returns 0, SP_ERR_IDLE_TIMEOUT, SP_ERR_SEND_TIMEOUT or
+ * a negative errno (-ECONNRESET and -EPIPE count as resets, anything else as an error). The
+ * worker closes req->fd afterwards; the handler must not. */
+typedef int (*sp_handler_fn)(struct sp_request *req, void *user);
+
+enum sp_on_full {
+    SP_ON_FULL_BLOCK,  /* stop accepting while the queue is full */
+    SP_ON_FULL_REJECT, /* accept and close at once, counted as rejected */
+};
+
+struct sp_config {
+    const char *host;         /* numeric IPv4/IPv6 address or "localhost" */
+    uint16_t port;            /* 0 picks a free port; see sp_server_address */
+    unsigned workers;         /* fixed pool size, >= 1 */
+    unsigned queue;           /* queue capacity, >= 1 */
+    int backlog;              /* listen(2) backlog */
+    double idle_timeout;      /* seconds without input before closing; 0 = never */
+    double send_timeout;      /* seconds a pending reply may wait for the peer; 0 = never */
+    double drain_timeout;     /* seconds shutdown waits for connections in progress */
+    enum sp_on_full on_full;  /* what a full queue does to new connections */
+    size_t stack_size;        /* worker thread stack in bytes */
+    sp_handler_fn handle;     /* the handler; NULL means sp_handle_upper */
+    void *user;               /* passed to every call of handle */
+};
+
+/* Counters since sp_server_new. accepted = completed + rejected + idle_timeouts +
+ * send_timeouts + resets + errors + aborted + queued + active. */
+struct sp_stats {
+    uint64_t accepted;      /* connections accept() returned */
+    uint64_t rejected;      /* closed at once because the queue was full (on_full reject) */
+    uint64_t queued;        /* waiting in the queue now */
+    uint64_t active;        /* in a handler now */
+    uint64_t completed;     /* handler returned 0 */
+    uint64_t bytes_in;      /* received by finished connections */
+    uint64_t bytes_out;     /* sent by finished connections */
+    uint64_t idle_timeouts; /* closed by idle_timeout */
+    uint64_t send_timeouts; /* closed by send_timeout */
+    uint64_t resets;        /* ended by ECONNRESET or EPIPE */
+    uint64_t errors;        /* ended by any other error */
+    uint64_t aborted;       /* cut by shutdown after drain_timeout, or never served */
+    uint64_t accept_errors; /* accept() failures other than ECONNABORTED/EINTR (EMFILE...) */
+};
+
+/* Fill c with the defaults documented in the README (127.0.0.1:8000, 128 workers, ...). */
+void sp_config_init(struct sp_config *c);
+
+/* Check c, bind and listen. Returns the server, or NULL with the reason in err. */
+struct sp_server *sp_server_new(const struct sp_config *c, char err[SP_ERRLEN]);
+
+/* Start the workers and accept connections until sp_server_shutdown; then stop accepting,
+ * drain for up to drain_timeout, cut what remains, join every worker. Call once. Returns 0,
+ * or -errno (with err filled) if the pool could not start. */
+int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN]);
+
+/* Accept one connection and handle it in the calling thread, waiting up to timeout_ms
+ * (< 0: forever). Returns 0 when one was handled, -ETIMEDOUT, or -ECANCELED after shutdown. */
+int sp_server_handle_request(struct sp_server *s, int timeout_ms);
+
+/* Ask serve_forever to stop. Safe from any thread and from a signal handler (it only stores
+ * an atomic and writes a byte). A second call cuts the drain short. */
+void sp_server_shutdown(struct sp_server *s);
+
+/* Copy the bound address (with the real port when bound to port 0) to out. Returns its length. */
+socklen_t sp_server_address(const struct sp_server *s, struct sockaddr_storage *out);
+
+/* The bound port, in host order. */
+uint16_t sp_server_port(const struct sp_server *s);
+
+/* Copy the counters to out. Safe from any thread while the server runs. */
+void sp_server_stats(const struct sp_server *s, struct sp_stats *out);
+
+/* Close the listening socket and free everything. The server must not be serving. */
+void sp_server_free(struct sp_server *s);
+
+/* The built-in handler: recv, ASCII-uppercase, send everything, until the peer's EOF. */
+int sp_handle_upper(struct sp_request *req, void *user);
+
+/* Receive up to len bytes for a handler, counting them. Returns the count, 0 at EOF,
+ * SP_ERR_IDLE_TIMEOUT, or -errno. */
+ssize_t sp_recv(struct sp_request *req, void *buf, size_t len);
+
+/* Send all len bytes for a handler, counting them. Returns 0, SP_ERR_SEND_TIMEOUT or -errno. */
+int sp_send_all(struct sp_request *req, const void *buf, size_t len);
+
+#endif

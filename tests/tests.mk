@@ -1,0 +1,26 @@
+# tests/tests.mk - the Check suites (included by the top-level Makefile).
+#
+# Each tests/check_NAME.c is one suite and one program, linked with tests/testutil.c and
+# $(TEST_LIBS). A fragment adds a suite by appending to TEST_PROGS.
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)
+
+TEST_PROGS += $(BUILD)/tests/check_upper $(BUILD)/tests/check_parse $(BUILD)/tests/check_queue \
+              $(BUILD)/tests/check_server $(BUILD)/tests/check_cli
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(BUILD)/tests/testutil.o $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
+
+.PHONY: test-build
+test-build: all $(TEST_PROGS)
+
+# Install Check if it is missing (and we may), then build and run every suite.
+test:
+	@tests/ensure-check.sh
+	@$(MAKE) --no-print-directory test-build
+	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) tests/run-tests.sh $(TEST_PROGS)

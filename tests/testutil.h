@@ -1,0 +1,72 @@
+/* testutil.h - helpers for the Check suites: spawn the real binaries on port 0, wait on the
+ * port file, connect, run a program with bounded time. Every wait here is bounded and every
+ * failure is a Check assertion, so a broken server fails a test instead of hanging it. */
+#ifndef SP_TESTUTIL_H
+#define SP_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A spawned server process. */
+struct tu_proc {
+    pid_t pid;
+    uint16_t port;
+    char dir[64];      /* private temp dir holding the port file */
+    char errpath[128]; /* the process's stderr, captured to a file */
+};
+
+/* Path of build/sockpool-server (env SOCKPOOL_SERVER, set by make test). */
+const char *tu_server_path(void);
+
+/* Path of build/sockpool-client (env SOCKPOOL_CLIENT, set by make test). */
+const char *tu_client_path(void);
+
+/* Start prog with args (NULL-terminated; -p 0 --port-file are added) and wait up to 10 s for
+ * its port file. Asserts on failure. */
+void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[]);
+
+/* Start sockpool-server with args, as tu_proc_start. */
+void tu_server_start(struct tu_proc *p, const char *const args[]);
+
+/* Send sig (0: none) and wait up to timeout_ms for the process to exit; SIGKILL after that.
+ * Returns the wait status, or -1 if it had to be killed. Removes the temp dir. */
+int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms);
+
+/* The process's captured stderr so far, NUL-terminated, into buf. */
+void tu_proc_stderr(const struct tu_proc *p, char *buf, size_t cap);
+
+/* Connect to 127.0.0.1:port with a 5 s timeout and 5 s SO_RCVTIMEO/SO_SNDTIMEO; asserts. */
+int tu_connect(uint16_t port);
+
+/* Same, to an arbitrary numeric host. */
+int tu_connect_host(const char *host, uint16_t port);
+
+/* Send all of buf; asserts. */
+void tu_send(int fd, const void *buf, size_t len);
+
+/* Read exactly len bytes (bounded by the socket's receive timeout). Returns the count read
+ * before EOF or an error. */
+size_t tu_recv_n(int fd, void *buf, size_t len);
+
+/* Assert that reading from fd gives EOF (or a reset) within timeout_ms. */
+void tu_expect_eof(int fd, int timeout_ms);
+
+/* Send msg, read the reply and assert it is msg uppercased. */
+void tu_roundtrip(int fd, const void *msg, size_t len);
+
+/* Fill buf with len pseudo-random bytes from *seed (xorshift). */
+void tu_random_bytes(void *buf, size_t len, uint64_t *seed);
+
+/* Run argv (argv[0] is the path) with stdin from in[0..inlen), capturing stdout and stderr
+ * (truncated to the capacities, NUL-terminated), killing it after timeout_ms. Returns the wait
+ * status, or -1 on timeout. */
+int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
+           char *err, size_t errcap, int timeout_ms);
+
+/* Wait up to timeout_ms for cond(arg) to become true, re-checking every 2 ms. For conditions
+ * only observable by polling (a counter in another thread). Returns the last value. */
+bool tu_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+#endif

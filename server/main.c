@@ -246,6 +246,15 @@ static void announce(struct sp_server *s, const struct options *o)
              o->cfg.idle_timeout, o->cfg.send_timeout);
 }
 
+/* The signals the server takes through sigwait. */
+static void handled_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGUSR1);
+}
+
 static int serve(struct sp_server *s)
 {
     struct sigctx ctx = {.server = s};
@@ -253,12 +262,7 @@ static int serve(struct sp_server *s)
     pthread_t thr;
     int rc;
 
-    sigemptyset(&ctx.set);
-    sigaddset(&ctx.set, SIGINT);
-    sigaddset(&ctx.set, SIGTERM);
-    sigaddset(&ctx.set, SIGUSR1);
-    /* Blocked before any thread exists, so every thread inherits the mask. */
-    pthread_sigmask(SIG_BLOCK, &ctx.set, NULL);
+    handled_signals(&ctx.set);
     if ((rc = pthread_create(&thr, NULL, signal_main, &ctx)) != 0) {
         log_error("cannot start the signal thread: %s", strerror(rc));
         return 1;
@@ -279,9 +283,14 @@ int main(int argc, char **argv)
     struct options o = {0};
     char err[SP_ERRLEN] = "";
     struct sp_server *s;
+    sigset_t sigs;
     int rc;
 
     log_set_progname(PROG);
+    /* Blocked before the port file exists and before any thread starts: a signal sent as soon
+     * as the port file appears waits for the signal thread instead of killing the process. */
+    handled_signals(&sigs);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     /* A vanished peer must never kill the process, even through a custom handler's write(). */
     signal(SIGPIPE, SIG_IGN);
     parse_args(argc, argv, &o);

@@ -56,11 +56,12 @@ run: $(SERVER)
 -include bench/bench.mk
 
 # Sanitizer builds live in their own trees and run the whole suite.
+# They nest under $(BUILD), so `make BUILD=build/x asan` never touches another build's tree.
 asan:
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" test
 tsan:
-	$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="-O1 -g" SANFLAGS="-fsanitize=thread" test
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CFLAGS="-O1 -g" SANFLAGS="-fsanitize=thread" test
 
 install: $(LIB) $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)

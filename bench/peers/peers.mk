@@ -1,0 +1,27 @@
+# bench/peers/peers.mk - the reference servers make bench measures beside sockpool (included by
+# the top-level Makefile). The Python and Node.js peers are scripts and need no build.
+#   $(BUILD)/peers/epoll_server   the single-threaded epoll C server, built with the project's
+#                                 flags and the project's uppercase transform
+#   $(BUILD)/peers/go_server      the goroutine-per-connection Go server, when `go` is installed
+#                                 (its caches live under $(BUILD), so the tree stays clean)
+PEERS_EPOLL := $(BUILD)/peers/epoll_server
+PEERS_GO    := $(BUILD)/peers/go_server
+GO          ?= go
+HAVE_GO     := $(shell command -v $(GO) 2>/dev/null)
+
+.PHONY: peers
+peers: $(PEERS_EPOLL) $(if $(HAVE_GO),$(PEERS_GO))
+ifeq ($(HAVE_GO),)
+	@echo "peers: '$(GO)' not found: the Go peer is skipped (apt-get install golang-go)"
+endif
+
+$(PEERS_EPOLL): $(BUILD)/bench/peers/epoll_server.o $(BUILD)/common/upper.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@
+
+# GOPROXY=off: the peer uses the standard library only and must never download anything.
+$(PEERS_GO): bench/peers/go_server.go
+	@mkdir -p $(@D)
+	cd $(BUILD) && GOCACHE=$(abspath $(BUILD))/go/cache GOPATH=$(abspath $(BUILD))/go/path \
+	  GOPROXY=off CGO_ENABLED=0 \
+	  $(GO) build -o $(abspath $@) $(abspath bench/peers/go_server.go)

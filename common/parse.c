@@ -52,11 +52,12 @@ int parse_seconds(const char *s, double max, double *out)
         if (*p < '0' || *p > '9')
             return -EINVAL;
     }
-    errno = 0;
     v = strtod(s, &end);
     if (*end != '\0')
         return -EINVAL;
-    if (errno == ERANGE || !isfinite(v) || v > max)
+    /* Not errno == ERANGE: strtod also sets it on underflow, and a duration too small for a
+     * double is a valid (practically zero) duration. Overflow gives HUGE_VAL, caught here. */
+    if (!isfinite(v) || v > max)
         return -ERANGE;
     *out = v;
     return 0;

@@ -4,11 +4,14 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -71,17 +74,34 @@ static bool read_port_file(const char *path, uint16_t *port)
     return parse_port(buf, port) == 0 && *port != 0;
 }
 
-void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[])
+/* In a freshly forked child (async-signal-safe calls only): undo what the test process
+ * changed (an ignored SIGPIPE would be inherited through exec and hide a SIGPIPE death),
+ * apply o, and make sure the child dies with the test. */
+static void child_prepare(pid_t parent, const struct tu_spawn_opts *o)
 {
-    const char *argv[64];
-    char portfile[128];
-    int n = 0, errfd;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
 
-    memset(p, 0, sizeof(*p));
-    strcpy(p->dir, "/tmp/sockpool-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(p->dir));
-    snprintf(portfile, sizeof(portfile), "%s/port", p->dir);
-    snprintf(p->errpath, sizeof(p->errpath), "%s/stderr", p->dir);
+    for (int sig = 1; sig < 32; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(127);
+    if (o != NULL && o->nofile > 0) {
+        struct rlimit rl = {.rlim_cur = (rlim_t)o->nofile, .rlim_max = (rlim_t)o->nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            _exit(126);
+    }
+}
+
+/* Fill argv with prog, "-p 0 --port-file PORTFILE" and args. */
+static void build_argv(const char *argv[64], const char *prog, const char *portfile,
+                       const char *const args[])
+{
+    int n = 0;
+
     argv[n++] = prog;
     argv[n++] = "-p";
     argv[n++] = "0";
@@ -90,23 +110,64 @@ void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[]
     for (int i = 0; args != NULL && args[i] != NULL && n < 63; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
+}
+
+/* Bounded wait on the event "port file written", or the child's early death. A child that
+ * never gets there is killed before the assertion fails, so it cannot outlive the test. */
+static void wait_listening(struct tu_proc *p, const char *prog, const char *portfile)
+{
+    uint64_t deadline = clock_now_ns() + 10 * NS_PER_SEC;
+    int st = 0;
+    bool died = false;
+
+    while (!read_port_file(portfile, &p->port) && clock_now_ns() < deadline) {
+        if ((died = waitpid(p->pid, &st, WNOHANG) == p->pid))
+            break;
+        sleep_ms(2);
+    }
+    if (p->port != 0)
+        return;
+    if (!died) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    p->pid = 0;
+    tu_proc_stderr(p, p->errlog, sizeof(p->errlog));
+    ck_abort_msg("%s %s (stderr: %s)", prog,
+                 died ? "exited before listening" : "wrote no port file within 10 s", p->errlog);
+}
+
+void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const args[],
+                        const struct tu_spawn_opts *o)
+{
+    const char *argv[64];
+    char portfile[128];
+    pid_t parent = getpid();
+    int errfd;
+
+    memset(p, 0, sizeof(*p));
+    strcpy(p->dir, "/tmp/sockpool-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(p->dir));
+    snprintf(portfile, sizeof(portfile), "%s/port", p->dir);
+    snprintf(p->errpath, sizeof(p->errpath), "%s/stderr", p->dir);
+    build_argv(argv, prog, portfile, args);
     errfd = open(p->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(errfd, 0);
     p->pid = fork();
     ck_assert_int_ge(p->pid, 0);
     if (p->pid == 0) {
+        child_prepare(parent, o);
         dup2(errfd, STDERR_FILENO);
         execv(prog, (char *const *)argv);
         _exit(127);
     }
     close(errfd);
-    /* Bounded wait on the event "port file written", or the child's early death. */
-    for (int i = 0; i < 5000 && !read_port_file(portfile, &p->port); i++) {
-        int st;
-        ck_assert_msg(waitpid(p->pid, &st, WNOHANG) == 0, "%s exited before listening", prog);
-        sleep_ms(2);
-    }
-    ck_assert_msg(p->port != 0, "%s wrote no port file within 10 s", prog);
+    wait_listening(p, prog, portfile);
+}
+
+void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[])
+{
+    tu_proc_start_opts(p, prog, args, NULL);
 }
 
 void tu_server_start(struct tu_proc *p, const char *const args[])
@@ -136,20 +197,92 @@ int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms)
         }
         sleep_ms(2);
     }
+    tu_proc_stderr(p, p->errlog, sizeof(p->errlog));
     p->pid = 0;
     snprintf(path, sizeof(path), "%s/port", p->dir);
     unlink(path);
+    unlink(p->errpath);
+    rmdir(p->dir);
     return st;
 }
 
 void tu_proc_stderr(const struct tu_proc *p, char *buf, size_t cap)
 {
-    int fd = open(p->errpath, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    int fd;
+    ssize_t n;
 
+    if (p->pid <= 0) {
+        snprintf(buf, cap, "%s", p->errlog);
+        return;
+    }
+    fd = open(p->errpath, O_RDONLY | O_CLOEXEC);
+    n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
     buf[n > 0 ? n : 0] = '\0';
     if (fd >= 0)
         close(fd);
+}
+
+struct stderr_wait {
+    const struct tu_proc *p;
+    const char *needle;
+    char buf[16384];
+};
+
+static bool stderr_has(void *arg)
+{
+    struct stderr_wait *w = arg;
+
+    tu_proc_stderr(w->p, w->buf, sizeof(w->buf));
+    return strstr(w->buf, w->needle) != NULL;
+}
+
+bool tu_proc_wait_stderr(const struct tu_proc *p, const char *needle, int timeout_ms)
+{
+    struct stderr_wait *w = malloc(sizeof(*w));
+    bool found;
+
+    ck_assert_ptr_nonnull(w);
+    w->p = p;
+    w->needle = needle;
+    found = tu_wait_for(stderr_has, w, timeout_ms);
+    free(w);
+    return found;
+}
+
+double tu_proc_cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long utime = 0, stime = 0;
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    /* Fields after the command name (which may hold spaces): state is field 3, utime 14. */
+    p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime), 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+bool tu_ipv6_available(void)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
 }
 
 int tu_connect_host(const char *host, uint16_t port)
@@ -291,7 +424,7 @@ int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, si
 {
     uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     int pi[2], po[2], pe[2], st = -1;
-    pid_t pid;
+    pid_t pid, parent = getpid();
 
     ck_assert_int_eq(pipe2(pi, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
@@ -300,6 +433,7 @@ int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, si
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        child_prepare(parent, NULL);
         dup2(pi[0], STDIN_FILENO);
         dup2(po[1], STDOUT_FILENO);
         dup2(pe[1], STDERR_FILENO);

@@ -13,8 +13,9 @@
 struct tu_proc {
     pid_t pid;
     uint16_t port;
-    char dir[64];      /* private temp dir holding the port file */
-    char errpath[128]; /* the process's stderr, captured to a file */
+    char dir[64];       /* private temp dir holding the port file */
+    char errpath[128];  /* the process's stderr, captured to a file */
+    char errlog[16384]; /* its stderr as tu_proc_stop found it (the file is gone by then) */
 };
 
 /* Path of build/sockpool-server (env SOCKPOOL_SERVER, set by make test). */
@@ -23,19 +24,42 @@ const char *tu_server_path(void);
 /* Path of build/sockpool-client (env SOCKPOOL_CLIENT, set by make test). */
 const char *tu_client_path(void);
 
+/* Extra settings for a spawned process; zeroed means "as the test process has it". */
+struct tu_spawn_opts {
+    long nofile; /* RLIMIT_NOFILE (soft and hard) set in the child before exec; 0: inherit */
+};
+
 /* Start prog with args (NULL-terminated; -p 0 --port-file are added) and wait up to 10 s for
- * its port file. Asserts on failure. */
+ * its port file. The child starts with default signal dispositions and an empty signal mask,
+ * and is killed if the calling thread dies (a failed or timed-out test leaks no server).
+ * Asserts on failure. */
 void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[]);
+
+/* tu_proc_start with extra settings (o may be NULL). */
+void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const args[],
+                        const struct tu_spawn_opts *o);
 
 /* Start sockpool-server with args, as tu_proc_start. */
 void tu_server_start(struct tu_proc *p, const char *const args[]);
 
 /* Send sig (0: none) and wait up to timeout_ms for the process to exit; SIGKILL after that.
- * Returns the wait status, or -1 if it had to be killed. Removes the temp dir. */
+ * Returns the wait status, or -1 if it had to be killed. Keeps the captured stderr in
+ * p->errlog (tu_proc_stderr still works) and removes the temp dir. */
 int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms);
 
-/* The process's captured stderr so far, NUL-terminated, into buf. */
+/* The process's captured stderr so far (all of it once stopped), NUL-terminated, into buf. */
 void tu_proc_stderr(const struct tu_proc *p, char *buf, size_t cap);
+
+/* Wait up to timeout_ms for needle to appear in the process's stderr (a logged event).
+ * Returns whether it did. */
+bool tu_proc_wait_stderr(const struct tu_proc *p, const char *needle, int timeout_ms);
+
+/* CPU time (user + system, all threads) the process has used so far, in seconds; asserts
+ * that /proc/PID/stat is readable. */
+double tu_proc_cpu_seconds(pid_t pid);
+
+/* True if a TCP socket can be bound to ::1 on this machine. */
+bool tu_ipv6_available(void);
 
 /* Connect to 127.0.0.1:port with a 5 s timeout and 5 s SO_RCVTIMEO/SO_SNDTIMEO; asserts. */
 int tu_connect(uint16_t port);
@@ -60,8 +84,8 @@ void tu_roundtrip(int fd, const void *msg, size_t len);
 void tu_random_bytes(void *buf, size_t len, uint64_t *seed);
 
 /* Run argv (argv[0] is the path) with stdin from in[0..inlen), capturing stdout and stderr
- * (truncated to the capacities, NUL-terminated), killing it after timeout_ms. Returns the wait
- * status, or -1 on timeout. */
+ * (truncated to the capacities, NUL-terminated), killing it after timeout_ms. The child starts
+ * as tu_proc_start's does. Returns the wait status, or -1 on timeout. */
 int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
            char *err, size_t errcap, int timeout_ms);
 

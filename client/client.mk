@@ -1,0 +1,24 @@
+# client/client.mk - sockpool-client (included by the top-level Makefile).
+#
+# The client's modules go into $(BUILD)/libclient.a, which the binary and the client's test
+# suites link; main.c alone stays out of it.
+
+CLIENT_SRCS := client/histogram.c client/payload.c client/sched.c client/connect.c \
+               client/worker.c client/load.c client/report.c client/pipe.c \
+               client/interactive.c
+CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)
+CLIENT_LIB   = $(BUILD)/libclient.a
+
+PROGS      += $(CLIENT)
+TEST_PROGS += $(BUILD)/tests/check_histogram $(BUILD)/tests/check_payload \
+              $(BUILD)/tests/check_client_args $(BUILD)/tests/check_client
+# Before libsockpool.a: the client's objects use the common ones archived there, and the
+# linker reads archives once, left to right.
+TEST_LIBS  := $(CLIENT_LIB) $(TEST_LIBS)
+
+$(CLIENT_LIB): $(CLIENT_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ -lm -o $@

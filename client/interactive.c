@@ -1,0 +1,174 @@
+/* interactive.c - the textbook client on a terminal: prompt, read a line, send it, print the
+ * reply (the server answers byte for byte, so the reply is as long as the line). Empty lines
+ * are skipped. Ends cleanly at EOF (Ctrl-D) or when the server closes, which is noticed even
+ * while waiting at the prompt. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "net.h"
+
+/* Bytes read from the terminal and not yet sent (a paste may bring several lines at once). */
+struct linebuf {
+    char *data;
+    size_t len, cap;
+    bool eof;
+};
+
+/* Length of the first line in b (with its newline), 0 if none is complete. */
+static size_t line_len(const struct linebuf *b)
+{
+    const char *nl = memchr(b->data, '\n', b->len);
+
+    if (nl != NULL)
+        return (size_t)(nl - b->data) + 1;
+    return b->eof ? b->len : 0;
+}
+
+/* Read more from stdin. Returns 0 or -errno. */
+static int fill(struct linebuf *b)
+{
+    ssize_t n;
+
+    if (b->cap - b->len < 4096) {
+        size_t cap = b->cap ? b->cap * 2 : 8192;
+        char *p = realloc(b->data, cap);
+        if (p == NULL)
+            return -ENOMEM;
+        b->data = p;
+        b->cap = cap;
+    }
+    while ((n = read(STDIN_FILENO, b->data + b->len, b->cap - b->len)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        b->eof = true;
+    b->len += (size_t)n;
+    return 0;
+}
+
+/* Wait until stdin has input or the socket has news (only EOF or a reset can come unasked).
+ * Returns 1 for stdin, 0 when the server closed, -errno on error. */
+static int wait_input(int fd)
+{
+    struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+    char c;
+
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (p[1].revents != 0) {
+            ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0)
+                return 0;
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+        }
+        if (p[0].revents != 0)
+            return 1;
+    }
+}
+
+/* Send one line and print its reply. Returns 1 on success, 0 if the server closed, -errno. */
+static int exchange(int fd, const char *line, size_t len)
+{
+    char buf[4096];
+    size_t got = 0;
+    int rc = net_send_all(fd, line, len);
+
+    if (rc < 0)
+        return rc == -EPIPE ? 0 : rc;
+    while (got < len) {
+        size_t want = len - got < sizeof(buf) ? len - got : sizeof(buf);
+        ssize_t n = net_recv(fd, buf, want);
+        if (n <= 0)
+            return (int)n;
+        fwrite(buf, 1, (size_t)n, stdout);
+        got += (size_t)n;
+    }
+    if (line[len - 1] != '\n')
+        fputc('\n', stdout);
+    fflush(stdout);
+    return 1;
+}
+
+/* Whether a line holds nothing but its line ending. */
+static bool is_blank(const char *line, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (line[i] != '\r' && line[i] != '\n')
+            return false;
+    return true;
+}
+
+/* Drop the first n bytes of b. */
+static void consume(struct linebuf *b, size_t n)
+{
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+/* The next line from the terminal, waiting for it. Returns its length (0 at EOF), or -1 when
+ * the server closed meanwhile, or -errno - 1 on error. */
+static long next_line(struct linebuf *b, int fd)
+{
+    size_t n;
+    int rc;
+
+    while ((n = line_len(b)) == 0 && !b->eof) {
+        if ((rc = wait_input(fd)) <= 0)
+            return rc == 0 ? -1 : rc - 1;
+        if ((rc = fill(b)) < 0)
+            return rc - 1;
+    }
+    return (long)n;
+}
+
+int interactive_run(int fd, const char *peer)
+{
+    struct linebuf b = {0};
+    int status = 0;
+
+    printf("connected to %s: each line comes back uppercased; Ctrl-D quits\n", peer);
+    for (;;) {
+        fputs("> ", stdout);
+        fflush(stdout);
+        long n = next_line(&b, fd);
+        if (n == 0) {
+            fputc('\n', stdout); /* Ctrl-D leaves the cursor after the prompt */
+            break;
+        }
+        int rc = n < 0 ? (int)n + 1 : 0;
+        /* Empty lines (only a newline, or CR LF) are not sent: the server would say nothing. */
+        if (n > 0 && is_blank(b.data, (size_t)n)) {
+            consume(&b, (size_t)n);
+            continue;
+        }
+        if (n > 0)
+            rc = exchange(fd, b.data, (size_t)n);
+        if (rc == 0 || rc == -ECONNRESET) {
+            printf("\nthe server closed the connection\n");
+            break;
+        }
+        if (rc < 0) {
+            log_error("%s: %s", peer, strerror(-rc));
+            status = 1;
+            break;
+        }
+        consume(&b, (size_t)n);
+    }
+    fflush(stdout);
+    (void)shutdown(fd, SHUT_WR);
+    free(b.data);
+    return status;
+}

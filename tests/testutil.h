@@ -58,6 +58,14 @@ bool tu_proc_wait_stderr(const struct tu_proc *p, const char *needle, int timeou
  * that /proc/PID/stat is readable. */
 double tu_proc_cpu_seconds(pid_t pid);
 
+/* The calling thread's kernel id (for tu_thread_sleeping). */
+pid_t tu_gettid(void);
+
+/* True if thread tid of this process is asleep in the kernel (state S: blocked in a futex,
+ * poll, recv...). A test that knows a thread reached a call that blocks only on one thing
+ * learns, by waiting for this with tu_wait_for, that the thread is blocked there. */
+bool tu_thread_sleeping(pid_t tid);
+
 /* True if a TCP socket can be bound to ::1 on this machine. */
 bool tu_ipv6_available(void);
 

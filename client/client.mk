@@ -3,13 +3,15 @@
 # The client's modules go into $(BUILD)/libclient.a, which the binary and the client's test
 # suites link; main.c alone stays out of it.
 
-CLIENT_SRCS := client/histogram.c client/payload.c client/sched.c client/connect.c \
+CLIENT_SRCS := client/histogram.c client/payload.c client/schedule.c client/connect.c \
                client/worker.c client/load.c client/report.c client/pipe.c \
                client/interactive.c
 CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)
 CLIENT_LIB   = $(BUILD)/libclient.a
 
 PROGS      += $(CLIENT)
+# The top-level `all: $(LIB) $(PROGS)` is read before this file, so it cannot see the line above.
+all: $(CLIENT)
 TEST_PROGS += $(BUILD)/tests/check_histogram $(BUILD)/tests/check_payload \
               $(BUILD)/tests/check_client_args $(BUILD)/tests/check_client
 # Before libsockpool.a: the client's objects use the common ones archived there, and the
@@ -22,3 +24,8 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 
 $(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ -lm -o $@
+
+# The client's suites include the client's private headers.
+CLIENT_TEST_OBJS = $(patsubst %,$(BUILD)/tests/%.o,check_histogram check_payload \
+                     check_client_args check_client)
+$(CLIENT_TEST_OBJS): ALL_CFLAGS += -Iclient

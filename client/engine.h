@@ -12,7 +12,7 @@
 #include "histogram.h"
 #include "load.h"
 #include "payload.h"
-#include "sched.h"
+#include "schedule.h"
 
 /* Connect attempts per connection (1 + retries) when the server refuses (full backlog). */
 #define CONNECT_ATTEMPTS 4

@@ -170,6 +170,20 @@ static void set_load(struct cli *x, int c, const char *v)
     }
 }
 
+/* "--conns" for 'c', "--mode" for OPT_MODE: how to name an option in a message. */
+static const char *opt_name(int c)
+{
+    static char buf[32];
+
+    for (const struct option *o = long_opts; o->name != NULL; o++) {
+        if (o->val == c) {
+            snprintf(buf, sizeof(buf), "--%s", o->name);
+            return buf;
+        }
+    }
+    return "?";
+}
+
 static void on_option(struct cli *x, int c, char **argv)
 {
     char shortopt[3] = {'-', (char)optopt, '\0'};
@@ -184,7 +198,7 @@ static void on_option(struct cli *x, int c, char **argv)
     if (set_common(&x->o, c, optarg))
         return;
     if (!x->load)
-        bad_usage("option '%s' belongs to `load` (" PROG " load ...)", argv[optind - 1]);
+        bad_usage("option '%s' belongs to `load` (" PROG " load ...)", opt_name(c));
     set_load(x, c, optarg);
 }
 

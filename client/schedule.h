@@ -1,7 +1,7 @@
-/* sched.h - a binary min-heap of (due time, item): the send schedule of the open-loop (--rate)
+/* schedule.h - a binary min-heap of (due time, item): the send schedule of the open-loop (--rate)
  * mode. Fixed capacity chosen at init; pushing never allocates. */
-#ifndef SP_CLIENT_SCHED_H
-#define SP_CLIENT_SCHED_H
+#ifndef SP_CLIENT_SCHEDULE_H
+#define SP_CLIENT_SCHEDULE_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* sched.c - the send schedule's min-heap. */
-#include "sched.h"
+/* schedule.c - the send schedule's min-heap. */
+#include "schedule.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -13,6 +13,9 @@ $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests -MMD -MP -c $< -o $@
 
+# Keep the objects: make would delete them as intermediates and recompile them next time.
+.PRECIOUS: $(BUILD)/tests/%.o
+
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(BUILD)/tests/testutil.o $(TEST_LIBS)
 	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
 

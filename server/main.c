@@ -151,7 +151,10 @@ static void parse_args(int argc, char **argv, struct options *o)
             exit(0);
         } else if (c == ':' || c == '?') {
             char shortopt[3] = {'-', (char)optopt, '\0'};
-            const char *name = optopt ? shortopt : argv[optind - 1];
+            /* A long option is named as typed: its optopt is 0 (unknown) or its val, which
+             * for long-only options is >= 256 and no printable character. */
+            bool is_short = c == '?' && optopt > 0 && optopt < 256;
+            const char *name = is_short ? shortopt : argv[optind - 1];
             if (c == ':')
                 bad_usage("option '%s' needs a value%s", name, "");
             bad_usage("unknown option '%s'%s", name, "");

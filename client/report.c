@@ -120,7 +120,7 @@ void report_json(FILE *f, const struct load_opts *o, const struct load_result *r
 
     fprintf(f, "{\"version\":\"1.0.0\",");
     json_params(f, o);
-    fprintf(f, "\"elapsed_s\":%.3f,\"messages\":%llu,\"bytes\":%llu,", r->elapsed_s,
+    fprintf(f, "\"elapsed_s\":%.6f,\"messages\":%llu,\"bytes\":%llu,", r->elapsed_s,
             (unsigned long long)r->messages, (unsigned long long)r->bytes);
     num(f, "msgs_per_s", true, per_s((double)r->messages, r->elapsed_s), ",");
     num(f, "mb_per_s", true, per_s((double)r->bytes, r->elapsed_s) / 1e6, ",");

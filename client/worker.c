@@ -349,14 +349,18 @@ void worker_run(struct worker *w, uint64_t start, uint64_t deadline)
             w->err.other++;
             break;
         }
+        /* Nothing that happens after the deadline counts. Another thread closing its
+         * connections at the deadline lets the server serve one of ours: that reply must not
+         * turn a starved connection into a served one. */
+        if ((now = clock_now_ns()) >= deadline)
+            break;
         for (int i = 0; i < n; i++) {
             if (evs[i].data.ptr == NULL)
                 w->stopped = true;
             else
                 conn_event(w, evs[i].data.ptr, evs[i].events);
         }
-        now = clock_now_ns();
-        if (w->interval_ns != 0 && now < deadline)
+        if (w->interval_ns != 0 && (now = clock_now_ns()) < deadline)
             worker_due(w, now);
     }
     w->end_ns = now;

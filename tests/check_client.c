@@ -1,0 +1,796 @@
+/* check_client.c - sockpool-client end to end, against the real server binary and against
+ * faulty servers written here: load runs (rr, stream, -n, --rate) with zero mismatches and
+ * sane JSON; starved connections reported while the run still ends on time; mismatched,
+ * corrupted and short replies caught; pipe mode byte exact; the interactive client on a pty;
+ * unreachable servers named in the error. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "net.h"
+#include "parse.h"
+#include "payload.h"
+#include "testutil.h"
+#include "upper.h"
+
+#define OUTCAP (64 * 1024)
+#define MAX_ARGS 32
+
+/* ---- helpers: running the client, reading its JSON ---- */
+
+struct result {
+    int status; /* exit status, or -1 if it had to be killed */
+    double wall_s;
+    char out[OUTCAP], err[OUTCAP];
+    const char *json; /* the JSON line inside out, or NULL */
+};
+
+/* The JSON line: the only line of stdout starting with '{', and the last one. */
+static const char *find_json(const char *out)
+{
+    const char *line = out, *found = NULL;
+
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        if (*line == '{') {
+            ck_assert_msg(found == NULL, "two JSON lines in:\n%s", out);
+            found = line;
+            ck_assert_msg(nl != NULL && nl[1] == '\0', "JSON is not the last line:\n%s", out);
+        }
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    return found;
+}
+
+/* Run the client with args (NULL-terminated) and stdin from in. */
+static struct result *run_client(const char *const args[], const void *in, size_t inlen,
+                                 int timeout_ms)
+{
+    struct result *r = calloc(1, sizeof(*r));
+    const char *argv[MAX_ARGS];
+    uint64_t t0 = clock_now_ns();
+    int n = 0;
+
+    ck_assert_ptr_nonnull(r);
+    argv[n++] = tu_client_path();
+    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int st = tu_run(argv, in, inlen, r->out, sizeof(r->out), r->err, sizeof(r->err), timeout_ms);
+    r->wall_s = (double)(clock_now_ns() - t0) / 1e9;
+    ck_assert_msg(st != -1, "client still running after %d ms; stderr: %s", timeout_ms, r->err);
+    ck_assert_msg(WIFEXITED(st), "client killed by signal %d", WTERMSIG(st));
+    r->status = WEXITSTATUS(st);
+    r->json = find_json(r->out);
+    return r;
+}
+
+/* The number after "key": at its first occurrence at or after from; NAN for null. */
+static double jnum_from(const char *json, const char *from, const char *key)
+{
+    char pat[64];
+    const char *p;
+    char *end;
+
+    ck_assert_ptr_nonnull(json);
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(from ? from : json, pat);
+    ck_assert_msg(p != NULL, "no \"%s\" in %s", key, json);
+    p += strlen(pat);
+    if (strncmp(p, "null", 4) == 0)
+        return NAN;
+    double v = strtod(p, &end);
+    ck_assert_msg(end != p && (*end == ',' || *end == '}'), "\"%s\" is not a number in %s", key,
+                  json);
+    return v;
+}
+
+/* A parameter (inside "params"). */
+static double jparam(const char *json, const char *key)
+{
+    return jnum_from(json, strstr(json, "\"params\""), key);
+}
+
+/* A result (after the parameters, where every key is unique). */
+static double jres(const char *json, const char *key)
+{
+    return jnum_from(json, strstr(json, "\"elapsed_s\""), key);
+}
+
+/* The checks every load JSON passes: balanced, complete, self-consistent. */
+static void check_json_sane(const char *json)
+{
+    int depth = 0;
+    static const char *const errs[] = {"mismatches", "short_replies",    "resets",
+                                       "refused",    "connect_timeouts", "other"};
+    double total = 0;
+
+    ck_assert_ptr_nonnull(json);
+    for (const char *p = json; *p && *p != '\n'; p++) {
+        depth += (*p == '{') - (*p == '}');
+        ck_assert_int_ge(depth, 0);
+    }
+    ck_assert_int_eq(depth, 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"version\":\"1.0.0\""));
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
+        total += jres(json, errs[i]);
+    ck_assert(jres(json, "total") == total);
+    ck_assert(jres(json, "requested") == jparam(json, "conns"));
+    ck_assert(jres(json, "connected") <= jres(json, "requested"));
+    ck_assert(jres(json, "client_cpu_s") >= 0);
+    if (jres(json, "messages") > 0) {
+        double el = jres(json, "elapsed_s"), msgs = jres(json, "messages");
+        ck_assert(el > 0);
+        ck_assert(fabs(jres(json, "msgs_per_s") - msgs / el) <= 0.01 * msgs / el + 0.01);
+        ck_assert(jres(json, "min") <= jres(json, "p50"));
+        ck_assert(jres(json, "p50") <= jres(json, "p90"));
+        ck_assert(jres(json, "p90") <= jres(json, "p99"));
+        ck_assert(jres(json, "p99") <= jres(json, "p999"));
+        ck_assert(jres(json, "p999") <= jres(json, "max"));
+        ck_assert(jres(json, "mean") >= jres(json, "min") &&
+                  jres(json, "mean") <= jres(json, "max"));
+        ck_assert(jres(json, "min") > 0);
+    }
+}
+
+/* Assert a clean load run: exit 0, no error of any kind, every connection served. */
+static void check_clean(const struct result *r, double conns)
+{
+    ck_assert_msg(r->status == 0, "exit %d, stderr: %s\nstdout: %s", r->status, r->err, r->out);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "total") == 0);
+    ck_assert(jres(r->json, "messages") > 0);
+    ck_assert(jres(r->json, "connected") == conns);
+    ck_assert(jres(r->json, "starved") == 0);
+}
+
+static char port_buf[16];
+
+static const char *port_str(uint16_t port)
+{
+    snprintf(port_buf, sizeof(port_buf), "%u", port);
+    return port_buf;
+}
+
+/* ---- load mode against the real server ---- */
+
+START_TEST(load_rr)
+{
+    static const char *const srv[] = {"-w", "16", "--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p", port_str(s.port), "-c", "8", "-s", "64",
+                                "-d",   "1",  "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 8);
+    double msgs = jres(r->json, "messages"), bytes = jres(r->json, "bytes");
+    /* Every completed message is SIZE verified bytes; at most one partial reply per
+     * connection is cut by the deadline. */
+    ck_assert(bytes >= msgs * 64 && bytes < (msgs + 8) * 64);
+    ck_assert(jres(r->json, "elapsed_s") >= 1.0 && jres(r->json, "elapsed_s") < 2.0);
+    ck_assert(fabs(jres(r->json, "mb_per_s") - bytes / jres(r->json, "elapsed_s") / 1e6) < 0.01);
+    ck_assert(jparam(r->json, "size") == 64 && jparam(r->json, "duration_s") == 1.0);
+    ck_assert(isnan(jparam(r->json, "rate")) && isnan(jparam(r->json, "window")));
+    ck_assert(jparam(r->json, "threads") >= 1 && jparam(r->json, "threads") <= 8);
+    ck_assert_ptr_nonnull(strstr(r->json, "\"mode\":\"rr\""));
+    /* The human summary comes first, on stdout. */
+    ck_assert_ptr_nonnull(strstr(r->out, "throughput"));
+    ck_assert_ptr_nonnull(strstr(r->out, "p99.9"));
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+START_TEST(load_stream)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p", port_str(s.port), "-c",     "2",      "-s", "65536",
+                                "-d",   "1",  "--mode",         "stream", "--json", "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 2);
+    ck_assert(jres(r->json, "bytes") >= jres(r->json, "messages") * 65536);
+    ck_assert(jparam(r->json, "window") == 262144);
+    ck_assert_ptr_nonnull(strstr(r->json, "\"mode\":\"stream\""));
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* A window smaller than a message, and odd sizes: still every byte verified. */
+START_TEST(load_stream_small_window)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {
+        "load", "-p",     port_str(s.port), "-c",       "3",   "-s",     "1000", "-n",
+        "3000", "--mode", "stream",         "--window", "777", "--json", "-",    NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 3);
+    ck_assert(jres(r->json, "messages") == 3000);
+    ck_assert(jres(r->json, "bytes") == 3000000);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* -n: exactly that many round trips in total, then the run ends by itself. */
+START_TEST(load_messages)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p",  port_str(s.port), "-c", "4", "-t", "3", "-s", "1000",
+                                "-n",   "501", "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 4);
+    ck_assert(jres(r->json, "messages") == 501);
+    ck_assert(jres(r->json, "bytes") == 501000);
+    ck_assert(jparam(r->json, "messages") == 501 && isnan(jparam(r->json, "duration_s")));
+    ck_assert(jparam(r->json, "threads") == 3);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* --rate: the open loop never sends before a message's intended time, and never more. */
+START_TEST(load_rate)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    /* 200 messages at 400/s: the last is due 0.4975 s after the first, however fast the
+     * server (a closed loop would finish in milliseconds). */
+    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",  "4",      "-s", "64",
+                                "-n",   "200", "--rate",         "400", "--json", "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 4);
+    ck_assert(jres(r->json, "messages") == 200);
+    ck_assert_msg(jres(r->json, "elapsed_s") >= 0.4975, "%g s", jres(r->json, "elapsed_s"));
+    ck_assert(jparam(r->json, "rate") == 400);
+    ck_assert_ptr_nonnull(strstr(r->out, "open loop"));
+    free(r);
+    /* With a deadline: at most the 400 sends due within 1 s. */
+    const char *const timed[] = {"load", "-p", port_str(s.port), "-c",  "4",      "-s", "64",
+                                 "-d",   "1",  "--rate",         "400", "--json", "-",  NULL};
+    r = run_client(timed, NULL, 0, 30000);
+    check_clean(r, 4);
+    ck_assert_msg(jres(r->json, "messages") <= 400, "%g messages", jres(r->json, "messages"));
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* More connections than workers: the extra ones are never served, the client says so and
+ * still stops at its deadline. */
+START_TEST(load_starved)
+{
+    static const char *const srv[] = {"-w", "2", "--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p", port_str(s.port), "-c", "8", "-s", "64",
+                                "-d",   "1",  "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "connected") == 8);
+    ck_assert_msg(jres(r->json, "starved") == 6, "starved %g", jres(r->json, "starved"));
+    ck_assert(jres(r->json, "total") == 0);
+    ck_assert(jres(r->json, "elapsed_s") < 1.5);
+    /* Deadline plus a margin for a loaded 2-core machine. */
+    ck_assert_msg(r->wall_s < 6.0, "took %.1f s", r->wall_s);
+    ck_assert_ptr_nonnull(strstr(r->out, "6 starved"));
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+START_TEST(load_json_file)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    char path[] = "/tmp/sockpool-json-XXXXXX", buf[4096] = "";
+    struct tu_proc s;
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p",  port_str(s.port), "-c", "2", "-s", "10",
+                                "-n",   "100", "--json",         path, NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_ptr_null(r->json); /* not on stdout */
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(buf[n - 1], '\n');
+    check_json_sane(buf);
+    ck_assert(jres(buf, "messages") == 100);
+    close(fd);
+    unlink(path);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+START_TEST(load_ipv6)
+{
+    static const char *const srv[] = {"-b", "::1", "--quiet", NULL};
+    struct tu_proc s;
+
+    if (!tu_ipv6_available())
+        return; /* NOTE: no ::1 on this machine; the IPv4 cases cover the rest */
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-H", "::1", "-p",  port_str(s.port), "-c", "2",
+                                "-s",   "64", "-n",  "200", "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 2);
+    ck_assert_ptr_nonnull(strstr(r->json, "\"host\":\"::1\""));
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* ---- faulty servers: what a wrong reply looks like to the client ---- */
+
+enum fake_kind {
+    FAKE_ECHO,    /* answers without uppercasing */
+    FAKE_CORRUPT, /* uppercases, but flips one bit at stream byte corrupt_at */
+    FAKE_SHORT,   /* answers half of the first 64-byte message, then closes */
+};
+
+struct fake {
+    int lfd;
+    uint16_t port;
+    enum fake_kind kind;
+    uint64_t corrupt_at;
+    pthread_t thread;
+};
+
+/* Serve one connection the faulty way; bounded by the timeouts, ends at the client's EOF. */
+static void *fake_main(void *arg)
+{
+    struct fake *f = arg;
+    struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+    unsigned char buf[4096];
+    uint64_t pos = 0;
+    int fd;
+
+    if (poll(&p, 1, 10000) != 1 || (fd = accept(f->lfd, NULL, NULL)) < 0)
+        return NULL;
+    (void)net_set_timeout(fd, SO_RCVTIMEO, 10);
+    (void)net_set_timeout(fd, SO_SNDTIMEO, 10);
+    if (f->kind == FAKE_SHORT) {
+        if (tu_recv_n(fd, buf, 64) == 64) {
+            upper_inplace(buf, 64);
+            (void)net_send_all(fd, buf, 32);
+        }
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
+        ssize_t n = net_recv(fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        if (f->kind != FAKE_ECHO)
+            upper_inplace(buf, (size_t)n);
+        if (f->kind == FAKE_CORRUPT && f->corrupt_at >= pos && f->corrupt_at < pos + (size_t)n)
+            buf[f->corrupt_at - pos] ^= 0x01;
+        pos += (uint64_t)n;
+        if (net_send_all(fd, buf, (size_t)n) < 0)
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void fake_start(struct fake *f, enum fake_kind kind, uint64_t corrupt_at)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[256];
+
+    f->kind = kind;
+    f->corrupt_at = corrupt_at;
+    ck_assert_int_eq(parse_addr("127.0.0.1", 0, &ss, &len), 0);
+    f->lfd = net_listen((struct sockaddr *)&ss, len, 16, false, err, sizeof(err));
+    ck_assert_msg(f->lfd >= 0, "%s", err);
+    ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&ss, &len), 0);
+    f->port = (uint16_t)net_addr_port((struct sockaddr *)&ss);
+    ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+    pthread_join(f->thread, NULL);
+    close(f->lfd);
+}
+
+START_TEST(detects_echo_server)
+{
+    struct fake f;
+
+    fake_start(&f, FAKE_ECHO, 0);
+    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
+                                "-d",   "5",  "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    fake_stop(&f);
+    ck_assert_int_eq(r->status, 3);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "mismatches") == 1);
+    ck_assert(jres(r->json, "messages") == 0);
+    ck_assert_ptr_nonnull(strstr(r->err, "mismatch"));
+    /* The only connection was closed at the mismatch: the run did not wait for -d 5. */
+    ck_assert(r->wall_s < 4.0);
+    free(r);
+}
+END_TEST
+
+/* One flipped bit in the fifth message: four good round trips, then the mismatch. */
+START_TEST(detects_one_corrupted_byte)
+{
+    struct fake f;
+
+    fake_start(&f, FAKE_CORRUPT, 4 * 64 + 17);
+    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
+                                "-d",   "5",  "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    fake_stop(&f);
+    ck_assert_msg(r->status == 3, "exit %d: %s", r->status, r->err);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "mismatches") == 1);
+    ck_assert(jres(r->json, "messages") == 4);
+    ck_assert_msg(strstr(r->err, "at reply byte 273") != NULL, "%s", r->err);
+    free(r);
+}
+END_TEST
+
+START_TEST(detects_short_reply)
+{
+    struct fake f;
+
+    fake_start(&f, FAKE_SHORT, 0);
+    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
+                                "-d",   "5",  "--json",         "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    fake_stop(&f);
+    ck_assert_msg(r->status == 1, "exit %d: %s", r->status, r->err);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "short_replies") == 1);
+    ck_assert(jres(r->json, "mismatches") == 0);
+    ck_assert(jres(r->json, "messages") == 0);
+    ck_assert(jres(r->json, "bytes") == 32); /* the half that came was right */
+    free(r);
+}
+END_TEST
+
+/* A port where nothing listens: bound, so nobody else takes it, but not listening. */
+static int closed_port(uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(parse_addr("127.0.0.1", 0, &ss, &len), 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    *port = (uint16_t)net_addr_port((struct sockaddr *)&ss);
+    return fd;
+}
+
+START_TEST(load_unreachable)
+{
+    uint16_t port;
+    int fd = closed_port(&port);
+    char want[64];
+
+    const char *const args[] = {"load", "-p", port_str(port), "-c", "2", "-s", "64",
+                                "-d",   "5",  "--json",       "-",  NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    snprintf(want, sizeof(want), "127.0.0.1:%u", port);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_msg(strstr(r->err, want) && strstr(r->err, "refused"), "stderr: %s", r->err);
+    check_json_sane(r->json);
+    ck_assert(jres(r->json, "connected") == 0);
+    ck_assert(jres(r->json, "refused") == 2);
+    ck_assert(r->wall_s < 4.0); /* the retries are short */
+    close(fd);
+    free(r);
+}
+END_TEST
+
+/* ---- pipe mode ---- */
+
+START_TEST(pipe_hello)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"-p", port_str(s.port), NULL};
+    struct result *r = run_client(args, "hello\n", 6, 30000);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->out, "HELLO\n");
+    ck_assert_str_eq(r->err, "");
+    free(r);
+    r = run_client(args, "", 0, 30000); /* empty input, empty reply */
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_str_eq(r->out, "");
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
+/* Run argv with stdin from in_path and stdout to out_path (binary-safe, unlike tu_run's
+ * buffers); waits on a pidfd up to timeout_ms. Returns the wait status, -1 if killed. */
+static int run_files(const char *const argv[], const char *in_path, const char *out_path,
+                     int timeout_ms)
+{
+    pid_t pid = fork();
+    int st = -1;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int in = open(in_path, O_RDONLY), out = open(out_path, O_WRONLY | O_TRUNC);
+        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int pfd = pidfd_open(pid, 0);
+    ck_assert_int_ge(pfd, 0);
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1)
+        kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    close(pfd);
+    return p.revents & POLLIN ? st : -1;
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC);
+
+    ck_assert_int_ge(fd, 0);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, (const char *)buf + done, len - done);
+        ck_assert_int_gt(n, 0);
+        done += (size_t)n;
+    }
+    close(fd);
+}
+
+/* Several MiB of random bytes (every value) through the server and back, byte exact. */
+START_TEST(pipe_binary)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    const size_t len = 24u << 20;
+    char in[] = "/tmp/sockpool-pipe-in-XXXXXX", out[] = "/tmp/sockpool-pipe-out-XXXXXX";
+    unsigned char *data = malloc(len), *back = malloc(len + 1);
+    uint64_t seed = 4242;
+    struct tu_proc s;
+    struct stat sb;
+
+    ck_assert(data && back);
+    close(mkstemp(in));
+    close(mkstemp(out));
+    tu_random_bytes(data, len, &seed);
+    write_file(in, data, len);
+    tu_server_start(&s, srv);
+    const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
+    int st = run_files(argv, in, out, 60000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    ck_assert_int_eq(stat(out, &sb), 0);
+    ck_assert_int_eq(sb.st_size, (off_t)len);
+    int fd = open(out, O_RDONLY);
+    size_t got = 0;
+    for (ssize_t n; got <= len && (n = read(fd, back + got, len + 1 - got)) > 0;)
+        got += (size_t)n;
+    close(fd);
+    ck_assert_uint_eq(got, len);
+    /* The check uses the reference transform, not the server's; one assertion at the end
+     * (each Check assertion costs a write to the runner). */
+    size_t bad = len;
+    for (size_t i = 0; i < len && bad == len; i++)
+        if (back[i] != payload_reference(data[i]))
+            bad = i;
+    ck_assert_msg(bad == len, "byte %zu differs", bad);
+    unlink(in);
+    unlink(out);
+    free(data);
+    free(back);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+}
+END_TEST
+
+START_TEST(pipe_unreachable)
+{
+    uint16_t port;
+    int fd = closed_port(&port);
+    char want[64];
+
+    const char *const args[] = {"-p", port_str(port), NULL};
+    struct result *r = run_client(args, "x", 1, 30000);
+    snprintf(want, sizeof(want), "127.0.0.1:%u", port);
+    ck_assert_int_eq(r->status, 1);
+    ck_assert_msg(strstr(r->err, want) && strstr(r->err, "refused"), "stderr: %s", r->err);
+    ck_assert_str_eq(r->out, "");
+    close(fd);
+    free(r);
+}
+END_TEST
+
+/* ---- interactive mode, on a pseudo-terminal ---- */
+
+struct pty_child {
+    int master;
+    pid_t pid;
+    char out[16384];
+    size_t len;
+};
+
+static void pty_start(struct pty_child *p, uint16_t port)
+{
+    const char *argv[] = {tu_client_path(), "-p", port_str(port), NULL};
+    const char *name;
+
+    memset(p, 0, sizeof(*p));
+    p->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    ck_assert_int_ge(p->master, 0);
+    ck_assert_int_eq(grantpt(p->master), 0);
+    ck_assert_int_eq(unlockpt(p->master), 0);
+    name = ptsname(p->master);
+    ck_assert_ptr_nonnull(name);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        int slave;
+        setsid();
+        slave = open(name, O_RDWR);
+        if (slave < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+}
+
+/* Read the terminal until needle shows up (true) or timeout_ms passes (false). */
+static bool pty_wait_for(struct pty_child *p, const char *needle, int timeout_ms)
+{
+    uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct pollfd pfd = {.fd = p->master, .events = POLLIN};
+
+    while (strstr(p->out, needle) == NULL) {
+        if (poll(&pfd, 1, clock_ms_until(deadline)) != 1)
+            return false;
+        ssize_t n = read(p->master, p->out + p->len, sizeof(p->out) - 1 - p->len);
+        if (n <= 0) /* EIO once the child is gone */
+            return strstr(p->out, needle) != NULL;
+        p->len += (size_t)n;
+        p->out[p->len] = '\0';
+    }
+    return true;
+}
+
+static void pty_type(struct pty_child *p, const char *s)
+{
+    ck_assert_int_eq(write(p->master, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Wait for the child's exit on a pidfd; returns its status, -1 if it had to be killed. */
+static int pty_finish(struct pty_child *p, int timeout_ms)
+{
+    int pfd = pidfd_open(p->pid, 0), st = -1;
+    struct pollfd w = {.fd = pfd, .events = POLLIN};
+
+    ck_assert_int_ge(pfd, 0);
+    if (poll(&w, 1, timeout_ms) != 1)
+        kill(p->pid, SIGKILL);
+    ck_assert_int_eq(waitpid(p->pid, &st, 0), p->pid);
+    close(pfd);
+    close(p->master);
+    return w.revents & POLLIN ? st : -1;
+}
+
+START_TEST(interactive)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+    struct pty_child c;
+
+    tu_server_start(&s, srv);
+    pty_start(&c, s.port);
+    ck_assert_msg(pty_wait_for(&c, "> ", 10000), "no prompt: %s", c.out);
+    pty_type(&c, "hello world\n");
+    ck_assert_msg(pty_wait_for(&c, "HELLO WORLD", 10000), "no reply: %s", c.out);
+    /* An empty line is skipped (nothing sent), the next one answered. */
+    pty_type(&c, "\nmIxEd 123 \xc3\xa9t\xc3\xa9\n");
+    ck_assert_msg(pty_wait_for(&c, "MIXED 123 \xc3\xa9T\xc3\xa9", 10000), "%s", c.out);
+    pty_type(&c, "\x04"); /* Ctrl-D */
+    int st = pty_finish(&c, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, c.out);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+}
+END_TEST
+
+/* The server closing an idle connection ends the client cleanly, even at the prompt. */
+START_TEST(interactive_server_closes)
+{
+    static const char *const srv[] = {"--idle-timeout", "0.3", "--quiet", NULL};
+    struct tu_proc s;
+    struct pty_child c;
+
+    tu_server_start(&s, srv);
+    pty_start(&c, s.port);
+    ck_assert_msg(pty_wait_for(&c, "> ", 10000), "no prompt: %s", c.out);
+    ck_assert_msg(pty_wait_for(&c, "closed the connection", 10000), "%s", c.out);
+    int st = pty_finish(&c, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, c.out);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+}
+END_TEST
+
+static Suite *client_suite(void)
+{
+    Suite *s = suite_create("client");
+    TCase *load = tcase_create("load"), *bad = tcase_create("faulty servers");
+    TCase *pipe = tcase_create("pipe"), *tty = tcase_create("interactive");
+
+    tcase_set_timeout(load, 60);
+    tcase_add_test(load, load_rr);
+    tcase_add_test(load, load_stream);
+    tcase_add_test(load, load_stream_small_window);
+    tcase_add_test(load, load_messages);
+    tcase_add_test(load, load_rate);
+    tcase_add_test(load, load_starved);
+    tcase_add_test(load, load_json_file);
+    tcase_add_test(load, load_ipv6);
+    suite_add_tcase(s, load);
+    tcase_set_timeout(bad, 60);
+    tcase_add_test(bad, detects_echo_server);
+    tcase_add_test(bad, detects_one_corrupted_byte);
+    tcase_add_test(bad, detects_short_reply);
+    tcase_add_test(bad, load_unreachable);
+    suite_add_tcase(s, bad);
+    tcase_set_timeout(pipe, 120);
+    tcase_add_test(pipe, pipe_hello);
+    tcase_add_test(pipe, pipe_binary);
+    tcase_add_test(pipe, pipe_unreachable);
+    suite_add_tcase(s, pipe);
+    tcase_set_timeout(tty, 60);
+    tcase_add_test(tty, interactive);
+    tcase_add_test(tty, interactive_server_closes);
+    suite_add_tcase(s, tty);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(client_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -24,8 +24,11 @@ struct linebuf {
 /* Length of the first line in b (with its newline), 0 if none is complete. */
 static size_t line_len(const struct linebuf *b)
 {
-    const char *nl = memchr(b->data, '\n', b->len);
+    const char *nl;
 
+    if (b->len == 0) /* data may still be NULL */
+        return 0;
+    nl = memchr(b->data, '\n', b->len);
     if (nl != NULL)
         return (size_t)(nl - b->data) + 1;
     return b->eof ? b->len : 0;

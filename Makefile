@@ -32,7 +32,8 @@ TEST_PROGS  =
 TEST_LIBS   = $(LIB)
 
 .PHONY: all run test test-build asan tsan install uninstall clean
-all: $(LIB) $(PROGS)
+# The default goal; its prerequisites are added below the fragments, which extend PROGS.
+all:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -54,6 +55,8 @@ run: $(SERVER)
 -include tests/stress/stress.mk
 -include bench/peers/peers.mk
 -include bench/bench.mk
+
+all: $(LIB) $(PROGS)
 
 # Sanitizer builds live in their own trees and run the whole suite.
 # They nest under $(BUILD), so `make BUILD=build/x asan` never touches another build's tree.

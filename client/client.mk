@@ -10,8 +10,6 @@ CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)
 CLIENT_LIB   = $(BUILD)/libclient.a
 
 PROGS      += $(CLIENT)
-# The top-level `all: $(LIB) $(PROGS)` is read before this file, so it cannot see the line above.
-all: $(CLIENT)
 TEST_PROGS += $(BUILD)/tests/check_histogram $(BUILD)/tests/check_payload \
               $(BUILD)/tests/check_client_args $(BUILD)/tests/check_client
 # Before libsockpool.a: the client's objects use the common ones archived there, and the

@@ -17,8 +17,9 @@ for prog in "$@"; do
         continue
     fi
     checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
-    fails=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+), Errors: ([0-9]+).*/\1+\2/')
-    fails=$((fails))
+    failures=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+    errors=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+    fails=$((failures + errors))
     passed=$((passed + checks - fails))
     failed=$((failed + fails))
     if [ "$rc" -ne 0 ] || [ "$fails" -ne 0 ]; then bad="$bad $prog"; fi

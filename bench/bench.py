@@ -278,7 +278,7 @@ def correctness(client, server):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "peercheck.py"),
                         str(server.port), "16"], stderr=subprocess.PIPE, timeout=60)
     if p.returncode != 0:
-        return "peercheck: " + p.stderr.decode(errors="replace").strip().replace("\n", "; ")
+        return p.stderr.decode(errors="replace").strip().replace("\n", "; ")
     for case in (Case("rr", 1000, 4), Case("stream", 200000, 4)):
         r = measure(client, server, case, 0.5)
         if r["wrong"] or not r["messages"] or r["client_exit"] != 0:
@@ -545,7 +545,8 @@ def fmt(v, nd=1):
 def markdown(res, side, tgt, meta, cases):
     lines = [f"sockpool benchmark, {meta['date']}{' (QUICK smoke run)' if meta['quick'] else ''}",
              "", f"Machine: {meta['machine']}.", "",
-             f"Each figure is the median of {meta['reps']} runs of {meta['seconds']:g} s "
+             f"Each figure is the median of {meta['reps']} run{'s' if meta['reps'] > 1 else ''} "
+             f"of {meta['seconds']:g} s "
              "(error counts: the worst run), servers interleaved. Load: `sockpool-client load` "
              "with its default threads (min(connections, cores)), every reply byte verified; "
              "rr x1 runs with the server on one core and the client on the other. Server CPU: "

@@ -79,8 +79,9 @@ def main(argv):
         print("usage: peercheck.py PORT [CONNS]", file=sys.stderr)
         return 2
     failures = run(int(argv[1]), int(argv[2]) if len(argv) == 3 else 16)
-    for f in failures:
-        print(f"peercheck: {f}", file=sys.stderr)
+    if failures:
+        more = f" (and {len(failures) - 2} more)" if len(failures) > 2 else ""
+        print(f"peercheck: {'; '.join(failures[:2])}{more}", file=sys.stderr)
     return 1 if failures else 0
 
 

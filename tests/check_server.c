@@ -587,20 +587,6 @@ START_TEST(idle_timeout_frees_worker)
 }
 END_TEST
 
-/* Connect to 127.0.0.1:port with a small receive buffer, so a client that never reads stalls
- * the server's sends soon. */
-static int connect_small_rcvbuf(uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), sz = 4096;
-
-    ck_assert_int_ge(fd, 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
 /* workers=1, send timeout 0.3 s: a client that sends a lot and never reads is cut. */
 START_TEST(send_timeout_frees_worker)
 {
@@ -615,7 +601,7 @@ START_TEST(send_timeout_frees_worker)
     c.workers = 1;
     c.send_timeout = 0.3;
     start(&c);
-    hog = connect_small_rcvbuf(srv.port);
+    hog = tu_connect_rcvbuf(srv.port, 4096);
     /* Keep writing while the server can still take data; stop when it gives up on us. */
     deadline = clock_now_ns() + 15 * NS_PER_SEC;
     while (stats().send_timeouts == 0 && clock_now_ns() < deadline) {

@@ -1,6 +1,7 @@
 /* testutil.c - helpers for the Check suites. */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -297,6 +298,69 @@ bool tu_thread_sleeping(pid_t tid)
     return p != NULL && p[1] == ' ' && p[2] == 'S';
 }
 
+/* One socket of a /proc/net/tcp-format table. */
+struct tcp_row {
+    unsigned lport, rport, state;
+    unsigned long txq, rxq;
+};
+
+/* Find, in the table at path, the first socket match() accepts. Returns whether one did. */
+static bool tcp_table_find(const char *path, bool (*match)(const struct tcp_row *, void *),
+                           void *arg, struct tcp_row *out)
+{
+    FILE *f = fopen(path, "re");
+    char line[512];
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        struct tcp_row r;
+        /* "  0: 0100007F:1F40 0100007F:C350 01 00000000:00000000 ..." (not the header) */
+        if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%x %x %lx:%lx", &r.lport, &r.rport,
+                   &r.state, &r.txq, &r.rxq) == 5 &&
+            match(&r, arg)) {
+            *out = r;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static bool tcp_find(bool (*match)(const struct tcp_row *, void *), void *arg, struct tcp_row *out)
+{
+    return tcp_table_find("/proc/net/tcp", match, arg, out) ||
+           tcp_table_find("/proc/net/tcp6", match, arg, out);
+}
+
+static bool is_listener(const struct tcp_row *r, void *arg)
+{
+    return r->lport == *(uint16_t *)arg && r->state == 0x0A; /* TCP_LISTEN */
+}
+
+bool tu_port_listening(uint16_t port)
+{
+    struct tcp_row r;
+
+    return tcp_find(is_listener, &port, &r);
+}
+
+static bool is_conn(const struct tcp_row *r, void *arg)
+{
+    const uint16_t *ports = arg;
+
+    return r->lport == ports[0] && r->rport == ports[1];
+}
+
+long tu_tcp_unread(uint16_t local_port, uint16_t remote_port)
+{
+    uint16_t ports[2] = {local_port, remote_port};
+    struct tcp_row r;
+
+    return tcp_find(is_conn, ports, &r) ? (long)r.rxq : -1;
+}
+
 bool tu_ipv6_available(void)
 {
     struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
@@ -328,6 +392,21 @@ int tu_connect_host(const char *host, uint16_t port)
 int tu_connect(uint16_t port)
 {
     return tu_connect_host("127.0.0.1", port);
+}
+
+int tu_connect_rcvbuf(uint16_t port, int bytes)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)), 0);
+    ck_assert_int_eq(net_set_timeout(fd, SO_RCVTIMEO, 5), 0);
+    ck_assert_int_eq(net_set_timeout(fd, SO_SNDTIMEO, 5), 0);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect: %s",
+                  strerror(errno));
+    return fd;
 }
 
 void tu_send(int fd, const void *buf, size_t len)

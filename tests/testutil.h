@@ -66,6 +66,15 @@ pid_t tu_gettid(void);
  * learns, by waiting for this with tu_wait_for, that the thread is blocked there. */
 bool tu_thread_sleeping(pid_t tid);
 
+/* True if some TCP socket of this network namespace listens on port (any address), as
+ * /proc/net/tcp and tcp6 show it: lets a test see a listener close without connecting. */
+bool tu_port_listening(uint16_t port);
+
+/* Bytes received but not yet read by the application on the TCP socket local_port ->
+ * remote_port of this network namespace (the rx_queue of /proc/net/tcp), or -1 if there is
+ * no such socket. Shows from outside whether a server is reading a connection. */
+long tu_tcp_unread(uint16_t local_port, uint16_t remote_port);
+
 /* True if a TCP socket can be bound to ::1 on this machine. */
 bool tu_ipv6_available(void);
 
@@ -74,6 +83,10 @@ int tu_connect(uint16_t port);
 
 /* Same, to an arbitrary numeric host. */
 int tu_connect_host(const char *host, uint16_t port);
+
+/* As tu_connect, with SO_RCVBUF set to bytes before connecting (a small one makes a client
+ * that does not read stall the server's sends early). */
+int tu_connect_rcvbuf(uint16_t port, int bytes);
 
 /* Send all of buf; asserts. */
 void tu_send(int fd, const void *buf, size_t len);

@@ -1,0 +1,454 @@
+/* check_cli.c - the real sockpool-server binary: usage and exit statuses, runtime failures,
+ * signals (drain, deadline, a second signal, SIGUSR1, SIGPIPE), running out of descriptors,
+ * IPv6. Servers start on port 0 and are waited for through --port-file; a closing listener is
+ * seen in /proc/net/tcp; log lines are events read from the captured stderr. */
+#include <check.h>
+#include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "net.h"
+#include "parse.h"
+#include "sockpool.h"
+#include "testutil.h"
+
+#define OUTCAP 8192
+
+static char out[OUTCAP], err[OUTCAP];
+
+/* Run the server with argv (NULL-terminated, without the program) and return its status. */
+static int run_server(const char *const args[], int timeout_ms)
+{
+    const char *argv[32];
+    int n = 0;
+
+    argv[n++] = tu_server_path();
+    for (int i = 0; args[i] != NULL && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return tu_run(argv, NULL, 0, out, sizeof(out), err, sizeof(err), timeout_ms);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Assert the status is a normal exit with code. */
+static void expect_exit(int st, int code)
+{
+    ck_assert_msg(st != -1, "did not exit in time");
+    ck_assert_msg(WIFEXITED(st), "killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    ck_assert_int_eq(WEXITSTATUS(st), code);
+}
+
+START_TEST(help_and_version)
+{
+    static const char *const help[][2] = {{"--help", NULL}, {"-h", NULL}};
+    static const char *const version[][2] = {{"--version", NULL}, {"-V", NULL}};
+
+    for (int i = 0; i < 2; i++) {
+        expect_exit(run_server(help[i], 5000), 0);
+        ck_assert_msg(strncmp(out, "usage: sockpool-server", 22) == 0, "stdout: %s", out);
+        ck_assert_ptr_nonnull(strstr(out, "--workers"));
+        ck_assert_ptr_nonnull(strstr(out, "--drain-timeout"));
+        ck_assert_str_eq(err, "");
+        expect_exit(run_server(version[i], 5000), 0);
+        ck_assert_str_eq(out, "sockpool-server " SP_VERSION "\n");
+        ck_assert_str_eq(err, "");
+    }
+}
+END_TEST
+
+/* Each bad command line (after "-p 0", so a wrongly accepted one cannot take port 8000) and
+ * a word its one-line message must contain. */
+static const struct {
+    const char *args[4];
+    const char *says;
+} bad_usage[] = {
+    {{"--workers", "0"}, "--workers"},
+    {{"-w", "100001"}, "--workers"},
+    {{"--port", "70000"}, "--port"},
+    {{"--port", "abc"}, "abc"},
+    {{"--queue", "0"}, "--queue"},
+    {{"--bind", "999.1.1.1"}, "999.1.1.1"},
+    {{"-b", ""}, "--bind"},
+    {{"--bogus"}, "--bogus"},
+    {{"-x"}, "-x"},
+    {{"--port"}, "--port"},
+    {{"--idle-timeout"}, "--idle-timeout"},
+    {{"extra"}, "extra"},
+    {{"--on-full", "maybe"}, "maybe"},
+    {{"--idle-timeout", "-1"}, "--idle-timeout"},
+    {{"--send-timeout", "1e3"}, "--send-timeout"},
+    {{"--drain-timeout", "inf"}, "--drain-timeout"},
+    {{"--backlog", "0"}, "--backlog"},
+};
+
+START_TEST(usage_errors)
+{
+    const char *args[8] = {"-p", "0"};
+
+    for (int k = 0; k < 4; k++)
+        args[2 + k] = bad_usage[_i].args[k];
+    expect_exit(run_server(args, 5000), 2);
+    ck_assert_msg(count_lines(err) == 1 && err[strlen(err) - 1] == '\n',
+                  "want one line on stderr, got: %s", err);
+    ck_assert_msg(strstr(err, bad_usage[_i].says) != NULL, "'%s' not in: %s", bad_usage[_i].says,
+                  err);
+    ck_assert_str_eq(out, "");
+    for (const char *p = err; *p; p++)
+        ck_assert_msg(*p == '\n' || (*p >= 0x20 && *p < 0x7f), "unprintable byte in: %s", err);
+}
+END_TEST
+
+START_TEST(port_in_use)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char port[8], want[32];
+    int fd;
+
+    ck_assert_int_eq(parse_addr("127.0.0.1", 0, &ss, &len), 0);
+    fd = net_listen((struct sockaddr *)&ss, len, 4, false, NULL, 0);
+    ck_assert_int_ge(fd, 0);
+    len = sizeof(ss);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    snprintf(port, sizeof(port), "%u", net_addr_port((struct sockaddr *)&ss));
+    expect_exit(run_server((const char *const[]){"-p", port, NULL}, 5000), 1);
+    snprintf(want, sizeof(want), "127.0.0.1:%s", port);
+    ck_assert_msg(strstr(err, want) != NULL, "address not named: %s", err);
+    ck_assert_msg(strstr(err, "Address already in use") != NULL, "cause not named: %s", err);
+    close(fd);
+}
+END_TEST
+
+START_TEST(port_file_unwritable)
+{
+    const char *path = "/nonexistent-sockpool-dir/port";
+
+    expect_exit(run_server((const char *const[]){"-p", "0", "--port-file", path, NULL}, 5000), 1);
+    ck_assert_msg(strstr(err, path) != NULL, "path not named: %s", err);
+}
+END_TEST
+
+START_TEST(start_line_and_quiet)
+{
+    struct tu_proc p;
+    char want[64], log[4096];
+
+    tu_server_start(&p, (const char *const[]){"-w", "3", "-q", "7", NULL});
+    snprintf(want, sizeof(want), "listening on 127.0.0.1:%u", p.port);
+    ck_assert(tu_proc_wait_stderr(&p, want, 5000));
+    tu_proc_stderr(&p, log, sizeof(log));
+    ck_assert_ptr_nonnull(strstr(log, "workers 3"));
+    ck_assert_ptr_nonnull(strstr(log, "queue 7"));
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 0"));
+
+    tu_server_start(&p, (const char *const[]){"--quiet", NULL});
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_msg(p.errlog[0] == '\0', "--quiet printed: %s", p.errlog);
+}
+END_TEST
+
+static bool not_listening(void *arg)
+{
+    return !tu_port_listening(*(uint16_t *)arg);
+}
+
+/* After a stop signal: wait until the listener is closed, then check the kernel refuses. */
+static void expect_refused(uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    ck_assert_msg(tu_wait_for(not_listening, &port, 5000), "still listening after the signal");
+    ck_assert_int_eq(parse_addr("127.0.0.1", port, &ss, &len), 0);
+    ck_assert_int_eq(net_connect((struct sockaddr *)&ss, len, 2000, NULL, 0), -ECONNREFUSED);
+}
+
+/* SIGTERM (and SIGINT): the client in flight completes, new connections are refused, exit 0
+ * with the counters. */
+START_TEST(stop_signal_drains)
+{
+    int sig = _i == 0 ? SIGTERM : SIGINT;
+    struct tu_proc p;
+    int fd;
+
+    tu_server_start(&p, (const char *const[]){"--drain-timeout", "20", NULL});
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "in flight", 9);
+    ck_assert_int_eq(kill(p.pid, sig), 0);
+    ck_assert(tu_proc_wait_stderr(&p, "stopping", 5000));
+    expect_refused(p.port);
+    tu_roundtrip(fd, "still served", 12);
+    close(fd);
+    expect_exit(tu_proc_stop(&p, 0, 10000), 0);
+    ck_assert_msg(strstr(p.errlog, "stopped: accepted 1, completed 1,") != NULL, "stderr: %s",
+                  p.errlog);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "aborted 0"));
+}
+END_TEST
+
+/* --drain-timeout 0.3 and a silent client: exit 0 soon after the deadline, client cut. */
+START_TEST(drain_deadline)
+{
+    struct tu_proc p;
+    uint64_t t0;
+    int fd;
+
+    tu_server_start(&p, (const char *const[]){"--drain-timeout", "0.3", NULL});
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "then silence", 12);
+    t0 = clock_now_ns();
+    expect_exit(tu_proc_stop(&p, SIGTERM, 3300), 0); /* 0.3 s + a generous margin */
+    ck_assert_uint_ge(clock_now_ns() - t0, (uint64_t)0.25e9);
+    tu_expect_eof(fd, 1000);
+    close(fd);
+    ck_assert_msg(strstr(p.errlog, "aborted 1") != NULL, "stderr: %s", p.errlog);
+}
+END_TEST
+
+/* A second SIGTERM during a long drain cuts it at once. */
+START_TEST(second_signal_cuts)
+{
+    struct tu_proc p;
+    int fd;
+
+    tu_server_start(&p, (const char *const[]){"--drain-timeout", "60", NULL});
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "x", 1);
+    ck_assert_int_eq(kill(p.pid, SIGTERM), 0);
+    ck_assert(tu_proc_wait_stderr(&p, "stopping", 5000));
+    expect_refused(p.port);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 5000), 0);
+    tu_expect_eof(fd, 1000);
+    close(fd);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "again"));
+    ck_assert_ptr_nonnull(strstr(p.errlog, "aborted 1"));
+}
+END_TEST
+
+START_TEST(sigusr1_prints_stats)
+{
+    struct tu_proc p;
+    int fd;
+
+    tu_server_start(&p, NULL);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "one", 3);
+    ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
+    ck_assert(
+        tu_proc_wait_stderr(&p, "stats: accepted 1, completed 0, rejected 0, active 1", 5000));
+    tu_roundtrip(fd, "still alive", 11);
+    ck_assert_int_eq(kill(p.pid, SIGUSR1), 0); /* a second one works too */
+    close(fd);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "new", 3);
+    close(fd);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 2, completed 2"));
+}
+END_TEST
+
+static bool all_acked(void *arg)
+{
+    int n = -1;
+
+    ck_assert_int_eq(ioctl(*(int *)arg, SIOCOUTQ, &n), 0);
+    return n == 0;
+}
+
+struct conn_ports {
+    uint16_t server, client;
+};
+
+static bool server_reading(void *arg)
+{
+    struct conn_ports *c = arg;
+
+    return tu_tcp_unread(c->server, c->client) < 65536;
+}
+
+/* Assert the process has not died (of a signal or otherwise). */
+static void expect_alive(const struct tu_proc *p)
+{
+    int st = 0;
+
+    ck_assert_msg(waitpid(p->pid, &st, WNOHANG) == 0, "the server died (%s %d)",
+                  WIFSIGNALED(st) ? "signal" : "exit status",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* Make the server block sending replies we never read, with all our data and our FIN in its
+ * kernel (CLOSE_WAIT), then close with replies unread: a RST. The server's next send fails
+ * with EPIPE, exactly where an unprotected server gets SIGPIPE. Best effort, bounded: if the
+ * buffers do not line up, the connection just ends some other way. */
+static void abandon(uint16_t port)
+{
+    static unsigned char chunk[65536];
+    struct conn_ports cp = {.server = port};
+    struct sockaddr_in local;
+    socklen_t ll = sizeof(local);
+    int fd = tu_connect_rcvbuf(port, 4096);
+
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
+    cp.client = ntohs(local.sin_port);
+    memset(chunk, 'p', sizeof(chunk));
+    for (int step = 0; step < 512; step++) { /* 32 MiB at most */
+        tu_send(fd, chunk, sizeof(chunk));   /* never blocks: the last step was acked */
+        if (!tu_wait_for(all_acked, &fd, 1000))
+            break; /* the server's window is full: it stopped reading long ago */
+        if (!tu_wait_for(server_reading, &cp, 200))
+            break; /* a whole chunk stays unread: the server is blocked sending */
+    }
+    /* May fail if the connection is already gone; the caller checks what matters. */
+    (void)shutdown(fd, SHUT_WR);
+    (void)tu_wait_for(all_acked, &fd, 1000); /* our FIN reached the server's kernel */
+    close(fd);
+}
+
+START_TEST(sigpipe_never_kills)
+{
+    struct tu_proc p;
+    int fd;
+
+    tu_server_start(&p, NULL);
+    for (int i = 0; i < 3; i++) {
+        abandon(p.port);
+        expect_alive(&p);
+    }
+    /* And the signal itself, sent to the process: it must be ignored, not fatal. */
+    ck_assert_int_eq(kill(p.pid, SIGPIPE), 0);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "alive", 5);
+    close(fd);
+    expect_alive(&p);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 4,"));
+}
+END_TEST
+
+/* SIGTERM as soon as the port file exists: a clean exit, never a death by signal. */
+START_TEST(early_sigterm)
+{
+    struct tu_proc p;
+
+    tu_server_start(&p, NULL);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+}
+END_TEST
+
+#define EMFILE_LIMIT 32
+#define EMFILE_CONNS 48
+#define EMFILE_KEEP 12
+
+/* Out of descriptors: with RLIMIT_NOFILE 32 and more connections than that, the acceptor must
+ * pause (not spin) and resume once connections close. */
+START_TEST(emfile_no_spin)
+{
+    struct tu_spawn_opts o = {.nofile = EMFILE_LIMIT};
+    int fds[EMFILE_CONNS];
+    struct tu_proc p;
+    struct pollfd pf;
+    uint64_t t0;
+    double cpu0, wall, cpu;
+
+    tu_proc_start_opts(&p, tu_server_path(), (const char *const[]){"-w", "64", NULL}, &o);
+    for (int i = 0; i < EMFILE_CONNS; i++)
+        fds[i] = tu_connect(p.port); /* the kernel completes them all; the server cannot */
+    ck_assert(tu_proc_wait_stderr(&p, "Too many open files", 5000));
+    /* Hold the flood for a second and measure what the server burns meanwhile. */
+    cpu0 = tu_proc_cpu_seconds(p.pid);
+    t0 = clock_now_ns();
+    pf = (struct pollfd){.fd = fds[0], .events = POLLIN};
+    ck_assert_int_eq(poll(&pf, 1, 1000), 0); /* held connections stay open */
+    wall = (double)(clock_now_ns() - t0) / 1e9;
+    cpu = tu_proc_cpu_seconds(p.pid) - cpu0;
+    ck_assert_msg(cpu < 0.3 * wall, "server used %.2f s of CPU in %.2f s: spinning", cpu, wall);
+    /* Free descriptors: the connections that waited in the backlog are served now. */
+    for (int i = 0; i < EMFILE_CONNS - EMFILE_KEEP; i++)
+        close(fds[i]);
+    for (int i = EMFILE_CONNS - EMFILE_KEEP; i < EMFILE_CONNS; i++) {
+        tu_roundtrip(fds[i], "served at last", 14);
+        close(fds[i]);
+    }
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "accepting connections again"));
+    ck_assert_msg(strstr(p.errlog, "accepted 48,") != NULL, "stderr: %s", p.errlog);
+}
+END_TEST
+
+START_TEST(ipv6_bind)
+{
+    struct tu_proc p;
+    char want[64];
+    int fd;
+
+    if (!tu_ipv6_available()) {
+        fprintf(stderr, "ipv6_bind: skipped, ::1 is not available on this machine\n");
+        return;
+    }
+    tu_server_start(&p, (const char *const[]){"-b", "::1", NULL});
+    snprintf(want, sizeof(want), "listening on [::1]:%u", p.port);
+    ck_assert(tu_proc_wait_stderr(&p, want, 5000));
+    fd = tu_connect_host("::1", p.port);
+    tu_roundtrip(fd, "v6 works", 8);
+    close(fd);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+}
+END_TEST
+
+static Suite *cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *args = tcase_create("args"), *sig = tcase_create("signals");
+    TCase *res = tcase_create("resources");
+
+    tcase_set_timeout(args, 30);
+    tcase_add_test(args, help_and_version);
+    tcase_add_loop_test(args, usage_errors, 0, (int)(sizeof(bad_usage) / sizeof(bad_usage[0])));
+    tcase_add_test(args, port_in_use);
+    tcase_add_test(args, port_file_unwritable);
+    tcase_add_test(args, start_line_and_quiet);
+    suite_add_tcase(s, args);
+    tcase_set_timeout(sig, 30);
+    tcase_add_loop_test(sig, stop_signal_drains, 0, 2);
+    tcase_add_test(sig, drain_deadline);
+    tcase_add_test(sig, second_signal_cuts);
+    tcase_add_test(sig, sigusr1_prints_stats);
+    tcase_add_test(sig, sigpipe_never_kills);
+    tcase_add_loop_test(sig, early_sigterm, 0, 3);
+    suite_add_tcase(s, sig);
+    tcase_set_timeout(res, 30);
+    tcase_add_test(res, emfile_no_spin);
+    tcase_add_test(res, ipv6_bind);
+    suite_add_tcase(s, res);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cli_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -299,7 +299,7 @@ static void fault_run(struct report *r, const char *rate, const char *reset_rate
     struct tally t = {0};
     struct sstats st;
     struct srv s;
-    bool resets = reset_rate[0] != '0';
+    bool resets = atof(reset_rate) > 0;
 
     if (!expect(r, g_run->preload != NULL, "needs --preload (the fault shim)"))
         return;
@@ -308,7 +308,7 @@ static void fault_run(struct report *r, const char *rate, const char *reset_rate
     snprintf(r2, sizeof(r2), "SP_FAULT_RESET_RATE=%s", reset_rate);
     if (!scen_start(r, &s, &o))
         return;
-    unsigned n = run_crowd(s.port, FAULT_CLIENTS, 4 * MiB, 3, 90, &t);
+    unsigned n = run_crowd(s.port, FAULT_CLIENTS, 4 * MiB, 8, 90, &t);
     figures_tally(r, "", n, &t);
     scen_settle(r, &s, t.conns, &st);
     scen_stop(r, &s, &st);

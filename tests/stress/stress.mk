@@ -1,18 +1,79 @@
-# tests/stress/stress.mk - the stress driver and `make stress` (included by the top Makefile).
+# tests/stress/stress.mk - the stress, fault-injection and memory-check suites (included by the
+# top-level Makefile; the fuzzers live in tests/fuzz/fuzz.mk, included from here).
+#
+#   make stress [FULL=1]  every stress scenario against the server and its ASan+UBSan build
+#   make fault            the Check suites and a stress run with the fault shim preloaded
+#   make valgrind         the Check suites and a short stress run with the server under valgrind
+#   make fuzz             each libFuzzer target for FUZZ_SECONDS (see tests/fuzz/fuzz.mk)
+#
+# Each ends with a line "N passed, M failed" and fails on any failure.
+
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS      := $(BUILD)/tests/sockpool-stress
+# The fault-injection shim; also preloaded with no faults by every stress scenario, to audit
+# the threads and descriptors the server leaves at exit.
+SHIM        := $(BUILD)/tests/libfaultinject.so
+ASAN_SERVER := $(BUILD)/asan/sockpool-server
 
-$(BUILD)/tests/stress/%.o: tests/stress/%.c tests/stress/stress.h
+# FULL=1 (or any value but 0): the long version (soak 60 s, chaos 20 s).
+STRESS_FULL  = $(if $(filter-out 0,$(FULL)),--full)
+# Extra driver options, e.g. STRESS_FLAGS="--only crowd,soak --seed 7".
+STRESS_FLAGS ?=
+
+# The driver deliberately uses none of common/ (see stress.h), hence its own flags.
+STRESS_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS)
+
+$(BUILD)/tests/stress/%.o: tests/stress/%.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(STRESS_CFLAGS) -MMD -MP -c $< -o $@
 
 $(STRESS): $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 	$(CC) -pthread $(LDFLAGS) $^ -lm -o $@
 
-# The fault-injection shim; also preloaded without faults by every scenario to audit the
-# server's exit (threads and descriptors left).
-SHIM := $(BUILD)/tests/libfaultinject.so
-
 $(SHIM): tests/fault/faultinject.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) -fPIC -shared $< -ldl -o $@
+	$(CC) $(STRESS_CFLAGS) -fPIC -shared $< -ldl -o $@
+
+# The ASan+UBSan server, built in its own tree exactly as `make asan` builds it.
+.PHONY: stress-asan-server
+stress-asan-server:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" $(ASAN_SERVER)
+
+.PHONY: stress stress-build
+stress-build: $(STRESS) $(SERVER) $(SHIM) stress-asan-server
+
+stress: stress-build
+	$(STRESS) --server $(SERVER)=release --server $(ASAN_SERVER)=asan --audit $(SHIM) \
+	  $(STRESS_FULL) $(STRESS_FLAGS)
+
+# ---- fault injection ----
+
+# The suites that exist (each engineer's suite joins TEST_PROGS as it lands).
+CHECK_SUITES = $(foreach p,$(TEST_PROGS),$(if $(wildcard $(p:$(BUILD)/tests/%=tests/%.c)),$(p)))
+FAULT_SEED  ?= 1
+FAULT_RATE  ?= 0.2
+
+.PHONY: fault
+fault: all $(CHECK_SUITES) $(STRESS) $(SHIM)
+	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) SP_FAULT_SEED=$(FAULT_SEED) \
+	  SP_FAULT_RATE=$(FAULT_RATE) tests/fault/run-fault.sh $(SHIM) $(CHECK_SUITES)
+	$(STRESS) --server $(SERVER)=fault --preload $(SHIM) --seed $(FAULT_SEED) \
+	  --only fault,fault-resets
+
+# ---- memory checks ----
+
+VALGRIND_FLAGS = --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 -q
+# Suites that test the programs they spawn: the programs run under valgrind, the suite natively.
+VALGRIND_NATIVE = check_cli check_client check_client_args
+# NOTE: check_upper is left out: pure computation on stack buffers (nothing valgrind adds to
+# the ASan run of `make asan`), and over 3 minutes under valgrind.
+VALGRIND_SUITES = $(filter-out %/check_upper,$(CHECK_SUITES))
+
+.PHONY: valgrind
+valgrind: all $(CHECK_SUITES) $(STRESS)
+	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) VALGRIND_NATIVE="$(VALGRIND_NATIVE)" \
+	  VALGRIND_FLAGS="$(VALGRIND_FLAGS)" tests/stress/run-valgrind.sh $(VALGRIND_SUITES)
+	$(STRESS) --server $(SERVER)=valgrind --wrap "valgrind $(VALGRIND_FLAGS)" --only lite
+
+-include tests/fuzz/fuzz.mk

@@ -644,13 +644,14 @@ set xlabel 'connections (rr, 64 B messages)'
 set output '{files[0]}'
 set title 'throughput: messages/s (higher is better)'
 set ylabel 'messages / s'
-set logscale y
+set yrange [0:*]
 plot {curves(2)}
 set output '{files[1]}'
 set title 'server CPU per message (lower is better; both cores are shared with the client)'
 set ylabel 'server CPU µs / message'
 plot {curves(3)}
 unset logscale
+set autoscale y
 unset xtics
 set xtics
 set output '{files[2]}'

@@ -75,6 +75,18 @@ static bool read_port_file(const char *path, uint16_t *port)
     return parse_port(buf, port) == 0 && *port != 0;
 }
 
+/* Remove the temp dir and what it holds. */
+static void remove_dir(const char *dir)
+{
+    char path[96];
+
+    snprintf(path, sizeof(path), "%.63s/port", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%.63s/stderr", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* In a freshly forked child (async-signal-safe calls only): undo what the test process
  * changed (an ignored SIGPIPE would be inherited through exec and hide a SIGPIPE death),
  * apply o, and make sure the child dies with the test. */
@@ -126,14 +138,17 @@ static void wait_listening(struct tu_proc *p, const char *prog, const char *port
             break;
         sleep_ms(2);
     }
+    /* The dir has served its purpose (stderr stays readable through p->errfd): removing it
+     * now means a test that fails later leaves no files behind. */
+    remove_dir(p->dir);
     if (p->port != 0)
         return;
     if (!died) {
         kill(p->pid, SIGKILL);
         waitpid(p->pid, NULL, 0);
     }
-    p->pid = 0;
     tu_proc_stderr(p, p->errlog, sizeof(p->errlog));
+    p->pid = 0;
     ck_abort_msg("%s %s (stderr: %s)", prog,
                  died ? "exited before listening" : "wrote no port file within 10 s", p->errlog);
 }
@@ -154,6 +169,8 @@ void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const a
     build_argv(argv, prog, portfile, args);
     errfd = open(p->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(errfd, 0);
+    p->errfd = open(p->errpath, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(p->errfd, 0);
     p->pid = fork();
     ck_assert_int_ge(p->pid, 0);
     if (p->pid == 0) {
@@ -180,7 +197,6 @@ int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms)
 {
     uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     int st = -1;
-    char path[160];
 
     if (p->pid <= 0)
         return -1;
@@ -200,27 +216,24 @@ int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms)
     }
     tu_proc_stderr(p, p->errlog, sizeof(p->errlog));
     p->pid = 0;
-    snprintf(path, sizeof(path), "%s/port", p->dir);
-    unlink(path);
-    unlink(p->errpath);
-    rmdir(p->dir);
+    if (p->errfd >= 0)
+        close(p->errfd);
+    p->errfd = -1;
     return st;
 }
 
 void tu_proc_stderr(const struct tu_proc *p, char *buf, size_t cap)
 {
-    int fd;
     ssize_t n;
 
-    if (p->pid <= 0) {
-        snprintf(buf, cap, "%s", p->errlog);
+    if (p->errfd < 0) { /* stopped: the snapshot (memmove: buf may be p->errlog itself) */
+        n = (ssize_t)strnlen(p->errlog, cap - 1);
+        memmove(buf, p->errlog, (size_t)n);
+        buf[n] = '\0';
         return;
     }
-    fd = open(p->errpath, O_RDONLY | O_CLOEXEC);
-    n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    n = pread(p->errfd, buf, cap - 1, 0);
     buf[n > 0 ? n : 0] = '\0';
-    if (fd >= 0)
-        close(fd);
 }
 
 struct stderr_wait {

@@ -13,9 +13,10 @@
 struct tu_proc {
     pid_t pid;
     uint16_t port;
-    char dir[64];       /* private temp dir holding the port file */
-    char errpath[128];  /* the process's stderr, captured to a file */
-    char errlog[16384]; /* its stderr as tu_proc_stop found it (the file is gone by then) */
+    char dir[64];       /* private temp dir for the port file, removed once it is read */
+    char errpath[128];  /* the process's stderr, captured to a file in dir (unlinked early) */
+    int errfd;          /* that file, open for reading until tu_proc_stop; -1 after */
+    char errlog[16384]; /* its stderr as tu_proc_stop found it */
 };
 
 /* Path of build/sockpool-server (env SOCKPOOL_SERVER, set by make test). */
@@ -44,7 +45,7 @@ void tu_server_start(struct tu_proc *p, const char *const args[]);
 
 /* Send sig (0: none) and wait up to timeout_ms for the process to exit; SIGKILL after that.
  * Returns the wait status, or -1 if it had to be killed. Keeps the captured stderr in
- * p->errlog (tu_proc_stderr still works) and removes the temp dir. */
+ * p->errlog (tu_proc_stderr still works). */
 int tu_proc_stop(struct tu_proc *p, int sig, int timeout_ms);
 
 /* The process's captured stderr so far (all of it once stopped), NUL-terminated, into buf. */

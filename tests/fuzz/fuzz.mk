@@ -1,0 +1,34 @@
+# tests/fuzz/fuzz.mk - libFuzzer targets for every parser of outside input (included from
+# tests/stress/stress.mk). Built with clang (Debian: clang and libclang-rt-14-dev):
+#
+#   make fuzz [FUZZ_SECONDS=30]   run each target for FUZZ_SECONDS; any crash fails
+#
+# Each target starts from its seed corpus in tests/fuzz/corpus/TARGET/ (committed, never
+# written to); what the fuzzer finds goes to $(BUILD)/fuzz/work/TARGET/, a crashing input to
+# $(BUILD)/fuzz/artifacts/.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS  = parse_num parse_addr server_options client_options payload
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -Icommon -Iserver -Iclient -Itests/fuzz
+
+# What each target compiles besides its own file.
+FUZZ_SRCS_parse_num      = common/parse.c
+FUZZ_SRCS_parse_addr     = common/parse.c
+FUZZ_SRCS_server_options = $(LIB_SRCS) $(COMMON_SRCS)
+FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(COMMON_SRCS)
+FUZZ_SRCS_payload        = client/payload.c
+
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(FUZZ_SRCS_$$*)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -lm -o $@
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS) $(BUILD)/fuzz $(FUZZ_TARGETS)

@@ -1,0 +1,82 @@
+/* fuzz_server_options.c - sockpool-server's command line: getopt, set_option and every value
+ * parser behind it, on any argument vector. parse_args is static in server/main.c, so the
+ * file is compiled into this one, with exit() turned into a longjmp back here (bad usage
+ * exits 2, --help and --version exit 0) and its main() renamed so it never runs.
+ *
+ * Properties: parsing ends in exit 0 (help/version), exit 2 (bad usage) or a configuration
+ * inside every documented range; never a crash, never another exit code.
+ *
+ * Input: the arguments, separated by NUL bytes. */
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fuzz.h"
+
+static jmp_buf fuzz_env;
+static int fuzz_status;
+
+/* Stands for exit() inside main.c. */
+static void fuzz_exit(int status) __attribute__((noreturn));
+
+/* NOTE: compiling another program's main.c into this file is the only way to reach its static
+ * parser; the macros are limited to that one include. */
+#define exit fuzz_exit
+#define main server_main
+#include "../../server/main.c"
+#undef main
+#undef exit
+
+static void fuzz_exit(int status)
+{
+    fuzz_status = status;
+    longjmp(fuzz_env, 1);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    /* --help and --version print on stdout: keep the fuzzer's output readable. */
+    if (freopen("/dev/null", "w", stdout) == NULL)
+        abort();
+    return 0;
+}
+
+static void check_config(const struct options *o)
+{
+    const struct sp_config *c = &o->cfg;
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    FUZZ_CHECK(c->workers >= 1 && c->workers <= 100000, "workers %u", c->workers);
+    FUZZ_CHECK(c->queue >= 1 && c->queue <= 1000000, "queue %u", c->queue);
+    FUZZ_CHECK(c->backlog >= 1 && c->backlog <= 65535, "backlog %d", c->backlog);
+    FUZZ_CHECK(c->idle_timeout >= 0 && c->idle_timeout <= MAX_SECONDS, "idle %g", c->idle_timeout);
+    FUZZ_CHECK(c->send_timeout >= 0 && c->send_timeout <= MAX_SECONDS, "send %g", c->send_timeout);
+    FUZZ_CHECK(c->drain_timeout >= 0 && c->drain_timeout <= MAX_SECONDS, "drain %g",
+               c->drain_timeout);
+    FUZZ_CHECK(c->on_full == SP_ON_FULL_BLOCK || c->on_full == SP_ON_FULL_REJECT, "on_full %d",
+               (int)c->on_full);
+    FUZZ_CHECK(c->host != NULL && parse_addr(c->host, c->port, &ss, &len) == 0,
+               "accepted a bind address that does not parse");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *argv[64];
+    char *s = fuzz_strdup(data, size);
+    int argc = fuzz_argv(s, size, "sockpool-server", argv, 64);
+    static struct options o; /* static: longjmp must not leave it indeterminate */
+
+    memset(&o, 0, sizeof(o));
+    optind = 0; /* glibc: start a fresh scan */
+    if (setjmp(fuzz_env) == 0) {
+        parse_args(argc, argv, &o);
+        check_config(&o);
+    } else {
+        FUZZ_CHECK(fuzz_status == 0 || fuzz_status == 2, "parse_args exited %d", fuzz_status);
+    }
+    free(s);
+    return 0;
+}

@@ -66,6 +66,10 @@ START_TEST(help_and_version)
         ck_assert_msg(strncmp(out, "usage: sockpool-server", 22) == 0, "stdout: %s", out);
         ck_assert_ptr_nonnull(strstr(out, "--workers"));
         ck_assert_ptr_nonnull(strstr(out, "--drain-timeout"));
+        /* The defaults are written in the help: 128 workers, queue 1024, 127.0.0.1. */
+        ck_assert_ptr_nonnull(strstr(out, "[128]"));
+        ck_assert_ptr_nonnull(strstr(out, "[1024]"));
+        ck_assert_ptr_nonnull(strstr(out, "[127.0.0.1]"));
         ck_assert_str_eq(err, "");
         expect_exit(run_server(version[i], 5000), 0);
         ck_assert_str_eq(out, "sockpool-server " SP_VERSION "\n");

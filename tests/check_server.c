@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -630,7 +632,20 @@ struct tagger {
     atomic_int calls;
     _Atomic(struct sp_server *) server;
     atomic_uint peer_port;
+    atomic_int nodelay;                   /* TCP_NODELAY on the accepted socket */
+    atomic_long rcvtimeo_ms, sndtimeo_ms; /* SO_RCVTIMEO / SO_SNDTIMEO */
 };
+
+/* A socket's SO_RCVTIMEO or SO_SNDTIMEO in milliseconds (0: none), -1 on error. */
+static long timeo_ms(int fd, int opt)
+{
+    struct timeval tv;
+    socklen_t len = sizeof(tv);
+
+    if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) < 0)
+        return -1;
+    return (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 /* Reads one line and answers "TAG:LENGTH\n" (socketserver's handle() with self.server and
  * self.client_address). */
@@ -643,6 +658,12 @@ static int tag_handler(struct sp_request *req, void *user)
     atomic_fetch_add(&t->calls, 1);
     atomic_store(&t->server, req->server);
     atomic_store(&t->peer_port, net_addr_port((struct sockaddr *)&req->client_address));
+    int one = 0;
+    socklen_t ol = sizeof(one);
+    atomic_store(&t->nodelay,
+                 getsockopt(req->fd, IPPROTO_TCP, TCP_NODELAY, &one, &ol) == 0 ? one : -1);
+    atomic_store(&t->rcvtimeo_ms, timeo_ms(req->fd, SO_RCVTIMEO));
+    atomic_store(&t->sndtimeo_ms, timeo_ms(req->fd, SO_SNDTIMEO));
     while (len == 0 || line[len - 1] != '\n') {
         ssize_t n = sp_recv(req, line + len, sizeof(line) - len);
         if (n <= 0)
@@ -668,6 +689,8 @@ START_TEST(custom_handler)
     test_config(&c);
     c.handle = tag_handler;
     c.user = &t;
+    c.idle_timeout = 0; /* never: no SO_RCVTIMEO at all */
+    c.send_timeout = 2.5;
     start(&c);
     fd = tu_connect(srv.port);
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
@@ -679,6 +702,10 @@ START_TEST(custom_handler)
     ck_assert_int_eq(atomic_load(&t.calls), 1);
     ck_assert_ptr_eq(atomic_load(&t.server), srv.s);
     ck_assert_uint_eq(atomic_load(&t.peer_port), ntohs(local.sin_port));
+    /* Timeouts ride on socket options; replies are not held back by Nagle. */
+    ck_assert_int_ne(atomic_load(&t.nodelay), 0);
+    ck_assert_int_eq(atomic_load(&t.rcvtimeo_ms), 0);
+    ck_assert_int_eq(atomic_load(&t.sndtimeo_ms), 2500);
     stop(&st);
     ck_assert_uint_eq(st.bytes_in, 5);
     ck_assert_uint_eq(st.bytes_out, 6);

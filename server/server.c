@@ -68,8 +68,9 @@ static int open_listener(struct sp_server *s, char err[SP_ERRLEN])
         return s->listen_fd;
     s->addr_len = sizeof(s->addr);
     if (getsockname(s->listen_fd, (struct sockaddr *)&s->addr, &s->addr_len) < 0) {
-        snprintf(err, SP_ERRLEN, "getsockname: %s", strerror(errno));
-        return -errno;
+        int e = errno; /* snprintf may change errno */
+        snprintf(err, SP_ERRLEN, "getsockname: %s", strerror(e));
+        return -e;
     }
     return 0;
 }
@@ -79,8 +80,9 @@ static int open_wake_pipe(struct sp_server *s, char err[SP_ERRLEN])
     int p[2];
 
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        snprintf(err, SP_ERRLEN, "pipe: %s", strerror(errno));
-        return -errno;
+        int e = errno; /* snprintf may change errno */
+        snprintf(err, SP_ERRLEN, "pipe: %s", strerror(e));
+        return -e;
     }
     s->wake_rd = p[0];
     s->wake_wr = p[1];

@@ -930,7 +930,7 @@ START_TEST(drain_deadline_cuts_silent_client)
     took = atomic_load(&srv.returned_ns) - t0;
     ck_assert_msg(took >= (uint64_t)0.25e9, "returned after %.3f s, before the drain deadline",
                   (double)took / 1e9);
-    ck_assert_msg(took < (uint64_t)3.3e9, "returned after %.3f s", (double)took / 1e9);
+    ck_assert_msg(took < (uint64_t)5.3e9, "returned after %.3f s", (double)took / 1e9);
     close(silent);
     check_counters_add_up();
     st = stats();

@@ -87,6 +87,30 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+/* fd moved above 2 (close-on-exec) if it is 0, 1 or 2. With the test's own stdin or stdout
+ * closed (as CI may run it), a new descriptor can get such a number, and a child's dup2 onto
+ * it would be a no-op that leaves close-on-exec set: the program would start with that
+ * stream closed. */
+static int above_stdio(int fd)
+{
+    int moved;
+
+    if (fd > STDERR_FILENO)
+        return fd;
+    moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    ck_assert_int_ge(moved, 0);
+    close(fd);
+    return moved;
+}
+
+/* A close-on-exec pipe whose ends are above 2. */
+static void stdio_pipe(int p[2])
+{
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    p[0] = above_stdio(p[0]);
+    p[1] = above_stdio(p[1]);
+}
+
 /* In a freshly forked child (async-signal-safe calls only): undo what the test process
  * changed (an ignored SIGPIPE would be inherited through exec and hide a SIGPIPE death),
  * apply o, and make sure the child dies with the test. */
@@ -169,6 +193,7 @@ void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const a
     build_argv(argv, prog, portfile, args);
     errfd = open(p->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(errfd, 0);
+    errfd = above_stdio(errfd);
     p->errfd = open(p->errpath, O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(p->errfd, 0);
     p->pid = fork();
@@ -543,9 +568,9 @@ int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, si
     int pi[2], po[2], pe[2], st = -1;
     pid_t pid, parent = getpid();
 
-    ck_assert_int_eq(pipe2(pi, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+    stdio_pipe(pi);
+    stdio_pipe(po);
+    stdio_pipe(pe);
     signal(SIGPIPE, SIG_IGN);
     pid = fork();
     ck_assert_int_ge(pid, 0);

@@ -345,6 +345,8 @@ START_TEST(sigpipe_never_kills)
     expect_alive(&p);
     expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
     ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 4,"));
+    /* Vanished peers end quietly: only the start, stopping and final lines were logged. */
+    ck_assert_msg(count_lines(p.errlog) == 3, "stderr: %s", p.errlog);
 }
 END_TEST
 

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +55,17 @@ static void usage(FILE *f)
             "failure (address in use, permission), 2 on bad usage.\n");
 }
 
-static void bad_usage(const char *fmt, const char *a, const char *b)
+/* One line on stderr naming the problem, then exit 2. */
+static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void bad_usage(const char *fmt, ...)
 {
     char msg[256];
+    va_list ap;
 
-    snprintf(msg, sizeof(msg), fmt, a, b);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     log_error("%s (see --help)", msg);
     exit(EXIT_USAGE);
 }
@@ -71,12 +78,8 @@ static unsigned long long number(const char *opt, const char *v, unsigned long l
 
     if (rc == -EINVAL)
         bad_usage("%s: not a number: '%s'", opt, v);
-    if (rc == -ERANGE) {
-        char range[64];
-        snprintf(range, sizeof(range), "%llu..%llu", min, max);
-        log_error("%s: '%s' is out of range %s (see --help)", opt, v, range);
-        exit(EXIT_USAGE);
-    }
+    if (rc == -ERANGE)
+        bad_usage("%s: '%s' is out of range %llu..%llu", opt, v, min, max);
     return n;
 }
 
@@ -129,7 +132,7 @@ static void set_option(struct options *o, int c, const char *v)
         else if (strcmp(v, "reject") == 0)
             cfg->on_full = SP_ON_FULL_REJECT;
         else
-            bad_usage("--on-full: expected block or reject, got '%s'%s", v, "");
+            bad_usage("--on-full: expected block or reject, got '%s'", v);
         break;
     }
 }
@@ -150,21 +153,25 @@ static void parse_args(int argc, char **argv, struct options *o)
             printf(PROG " " SP_VERSION "\n");
             exit(0);
         } else if (c == ':' || c == '?') {
+            const char *typed = argv[optind - 1];
             char shortopt[3] = {'-', (char)optopt, '\0'};
             /* A long option is named as typed: its optopt is 0 (unknown) or its val, which
              * for long-only options is >= 256 and no printable character. */
-            bool is_short = c == '?' && optopt > 0 && optopt < 256;
-            const char *name = is_short ? shortopt : argv[optind - 1];
+            bool is_long = strncmp(typed, "--", 2) == 0;
+            bool is_short = !is_long && c == '?' && optopt > 0 && optopt < 256;
+            const char *name = is_short ? shortopt : typed;
             if (c == ':')
-                bad_usage("option '%s' needs a value%s", name, "");
-            bad_usage("unknown option '%s'%s", name, "");
+                bad_usage("option '%s' needs a value", name);
+            if (is_long && optopt != 0 && strchr(typed, '=') != NULL)
+                bad_usage("option '%.*s' takes no value", (int)(strchr(typed, '=') - typed), typed);
+            bad_usage("unknown option '%s'", name);
         }
         set_option(o, c, optarg);
     }
     if (optind < argc)
-        bad_usage("unexpected argument '%s'%s", argv[optind], "");
+        bad_usage("unexpected argument '%s'", argv[optind]);
     if (parse_addr(o->cfg.host, o->cfg.port, &ss, &len) < 0)
-        bad_usage("--bind: not a numeric IPv4 or IPv6 address: '%s'%s", o->cfg.host, "");
+        bad_usage("--bind: not a numeric IPv4 or IPv6 address: '%s'", o->cfg.host);
 }
 
 /* Write the port to path atomically (temp file + rename): a reader sees all or nothing. */

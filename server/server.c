@@ -342,7 +342,7 @@ int sp_server_handle_request(struct sp_server *s, int timeout_ms)
     struct conn c;
 
     if (s->listen_fd < 0)
-        return -EBADF;
+        return -ECANCELED; /* serve_forever has run and closed the listener */
     while (!stopping(s)) {
         int rc = accept_one(s, &c);
         if (rc == 0) {

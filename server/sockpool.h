@@ -91,7 +91,8 @@ struct sp_server *sp_server_new(const struct sp_config *c, char err[SP_ERRLEN]);
 int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN]);
 
 /* Accept one connection and handle it in the calling thread, waiting up to timeout_ms
- * (< 0: forever). Returns 0 when one was handled, -ETIMEDOUT, or -ECANCELED after shutdown. */
+ * (< 0: forever). Returns 0 when one was handled, -ETIMEDOUT, or -ECANCELED after
+ * sp_server_shutdown or once sp_server_serve_forever has returned. */
 int sp_server_handle_request(struct sp_server *s, int timeout_ms);
 
 /* Ask serve_forever to stop. Safe from any thread and from a signal handler (it only stores

@@ -101,6 +101,8 @@ static const struct {
     {{"--send-timeout", "1e3"}, "--send-timeout"},
     {{"--drain-timeout", "inf"}, "--drain-timeout"},
     {{"--backlog", "0"}, "--backlog"},
+    {{"--help=3"}, "'--help' takes no value"},
+    {{"--quiet=yes"}, "'--quiet' takes no value"},
 };
 
 START_TEST(usage_errors)

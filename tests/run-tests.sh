@@ -7,7 +7,7 @@ bad=""
 for prog in "$@"; do
     out=$(CK_FORK=yes "$prog" 2>&1)
     rc=$?
-    printf '%s\n' "$out" | grep -v '^Running suite' | grep -v '^$'
+    printf '%s\n' "$out" | grep -v '^Running suite' | grep -v '^$' | sed "s|^|${prog##*/}: |"
     # Check's summary: "100%: Checks: 12, Failures: 0, Errors: 0"
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
     if [ -z "$line" ]; then

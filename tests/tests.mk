@@ -19,6 +19,9 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(BUILD)/tests/testutil.o $(TEST_LIBS)
 	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
 
+# Shared by every suite: not an intermediate file that make deletes after each link.
+.SECONDARY: $(BUILD)/tests/testutil.o
+
 .PHONY: test-build
 test-build: all $(TEST_PROGS)
 

@@ -742,7 +742,8 @@ def parse_args():
     ap.add_argument("--reps", type=int, help="runs of each case (default 3, quick 1)")
     ap.add_argument("--seconds", type=float, help="length of each run (default 2, quick 1)")
     ap.add_argument("--build", default=os.environ.get("BUILD", os.path.join(ROOT, "build")))
-    ap.add_argument("--out", help="results directory (default bench/results; quick: BUILD/bench)")
+    ap.add_argument("--out", help="results directory (default: bench/results for a complete "
+                    "default run, BUILD/bench for QUICK and partial runs)")
     ap.add_argument("--only", help="comma-separated servers to run (default: all found)")
     ap.add_argument("--cases", help="comma-separated case names, e.g. 'rr 64 B x64'")
     ap.add_argument("--add", action="append", default=[], metavar="NAME=PATH [ARGS]",
@@ -751,7 +752,9 @@ def parse_args():
     opt = ap.parse_args()
     opt.reps = opt.reps or (1 if opt.quick else 3)
     opt.seconds = opt.seconds or (1.0 if opt.quick else 2.0)
-    opt.out = opt.out or (os.path.join(opt.build, "bench") if opt.quick
+    # Only a complete default run replaces the committed results; partial runs go to BUILD.
+    partial = opt.quick or opt.cases or opt.only or opt.add or opt.reps != 3 or opt.seconds != 2
+    opt.out = opt.out or (os.path.join(opt.build, "bench") if partial
                           else os.path.join(ROOT, "bench", "results"))
     opt.client = os.path.join(opt.build, "sockpool-client")
     opt.startup_helper = os.path.join(opt.build, "bench", "startup_time")

@@ -60,6 +60,22 @@ enum xres do_session(struct client *c, bool halfclose)
     return cl_finish(fd, c->deadline, c->t);
 }
 
+enum xres do_burst(struct client *c, size_t lo, size_t hi)
+{
+    size_t len = rnd_range(&c->rng, lo, hi);
+    int fd = open_conn(c, c->t);
+    enum xres r;
+
+    if (fd < 0)
+        return XR_ERROR;
+    r = cl_exchange(fd, pool_msg(&c->rng, len), len, false, c->deadline, c->t);
+    if (r != XR_OK) {
+        close(fd);
+        return r;
+    }
+    return cl_finish(fd, c->deadline, c->t);
+}
+
 void do_abort(struct client *c)
 {
     int fd = open_conn(c, c->w);

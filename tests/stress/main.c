@@ -194,6 +194,7 @@ bool scen_start(struct report *r, struct srv *s, const struct srv_opts *o)
 
     if (srv_start(s, o, why, sizeof(why)) < 0) {
         fail(r, "%s", why);
+        srv_cleanup(s);
         return false;
     }
     pthread_mutex_lock(&wd_lock);
@@ -402,7 +403,7 @@ int main(int argc, char **argv)
     if (base.soak_s <= 0)
         base.soak_s = base.full ? 60 : 20;
     if (base.chaos_s <= 0)
-        base.chaos_s = base.full ? 20 : 8;
+        base.chaos_s = base.full ? 20 : 10;
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();

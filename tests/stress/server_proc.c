@@ -368,26 +368,49 @@ static const char *last_line_with(const char *buf, const char *tag)
     return last;
 }
 
+/* The last complete counters line written after offset from; 0 or -1. */
+static int stats_after(const struct srv *s, off_t from, struct sstats *st)
+{
+    size_t len;
+    char *buf = read_from(s->errpath, from, &len);
+    const char *line = buf ? last_line_with(buf, "stats: ") : NULL;
+    int rc = line != NULL ? parse_counters(line, st) : -1;
+
+    free(buf);
+    return rc;
+}
+
 int srv_stats(struct srv *s, struct sstats *st, int timeout_ms)
 {
-    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * NS_PER_MS, resend = 0;
     off_t from = file_size(s->errpath);
     int rc = -1;
 
-    if (reap(s) || send_signal(s, SIGUSR1) < 0)
-        return -1;
-    /* NOTE: polling a file is the only way to see the line; bounded and test-only. */
+    /* NOTE: polling a file is the only way to see the line; bounded and test-only. A signal
+     * that arrives while an earlier one is pending merges with it: ask again every 500 ms. */
     while (rc < 0 && now_ns() < deadline && !reap(s)) {
-        size_t len;
-        char *buf = read_from(s->errpath, from, &len);
-        const char *line = buf ? last_line_with(buf, "stats: ") : NULL;
-        if (line != NULL)
-            rc = parse_counters(line, st);
-        free(buf);
-        if (rc < 0)
+        if (now_ns() >= resend) {
+            if (send_signal(s, SIGUSR1) < 0)
+                return -1;
+            resend = now_ns() + 500 * NS_PER_MS;
+        }
+        if ((rc = stats_after(s, from, st)) < 0)
             sleep_ms(5);
     }
     return rc;
+}
+
+bool srv_wait_stats(struct srv *s, bool (*pred)(const struct sstats *, long long), long long arg,
+                    struct sstats *st, int timeout_ms)
+{
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+
+    do {
+        if (srv_stats(s, st, scaled_ms(2000)) == 0 && pred(st, arg))
+            return true;
+        sleep_ms(20);
+    } while (now_ns() < deadline && !s->exited);
+    return false;
 }
 
 int srv_exit_stats(const struct srv *s, struct sstats *st)

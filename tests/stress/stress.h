@@ -202,6 +202,9 @@ bool client_done(const struct client *c);
  * for the first reply. Returns XR_OK or the first failure. */
 enum xres do_session(struct client *c, bool halfclose);
 
+/* Connect, send one message of lo..hi bytes (uniform) while checking its reply, finish. */
+enum xres do_burst(struct client *c, size_t lo, size_t hi);
+
 /* Connect, maybe one verified exchange, push up to 256 KiB unread, then close with an RST. */
 void do_abort(struct client *c);
 
@@ -276,6 +279,10 @@ int srv_exit_stats(const struct srv *s, struct sstats *st);
  * queue; true if it did in time (st holds the last counters read). */
 bool srv_wait_busy(struct srv *s, long long active, long long queued, struct sstats *st,
                    int timeout_ms);
+
+/* Wait until pred(counters, arg) holds; true if it did in time (st: the last counters). */
+bool srv_wait_stats(struct srv *s, bool (*pred)(const struct sstats *, long long), long long arg,
+                    struct sstats *st, int timeout_ms);
 
 /* Send sig to the server now (recording stop_ns for SIGTERM/SIGINT). Returns 0 or -1. */
 int srv_signal(struct srv *s, int sig);

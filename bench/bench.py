@@ -4,8 +4,8 @@
 Every server is started once and kept running. The cases run interleaved (for each repeat,
 for each case, every server in turn) and each figure is the median over the repeats, so the
 noise of a shared 2-core machine falls on every server alike. The load comes from
-`sockpool-client load`, which verifies every reply byte; server CPU is read from
-/proc/PID/stat just before and just after each client run.
+`sockpool-client load`, which verifies every reply byte; the server's CPU time (its process
+CPU clock, the utime + stime of /proc/PID/stat) is read just before and just after each run.
 
 Python is the orchestrator only (processes, /proc, JSON, tables, gnuplot scripts): every
 measured byte goes through C (the client, the servers, startup_time) or through the peer being
@@ -315,7 +315,10 @@ def iperf_once(streams, seconds):
                             str(max(1, round(seconds))), "-P", str(streams), "-J"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, timeout=seconds + 30)
-        return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+        try:
+            return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+        except (ValueError, KeyError):
+            return None  # iperf3 -J reports its errors as {"error": ...}
     finally:
         srv.kill()
         srv.wait()
@@ -362,8 +365,8 @@ def hold_connections(port, n, timeout=60.0):
 
 def memory(server, n):
     """RSS of a fresh instance idle, then holding n connections."""
-    server.start()
     try:
+        server.start()
         if not server.settle():
             log(f"  {server.name}: still busy 5 s after start; idle RSS taken anyway")
         idle = server.rss_kib()
@@ -449,7 +452,10 @@ def run_matrix(opt, servers, cases):
             if case.mode == "stream" and case.conns == 1 and opt.iperf:
                 for streams in (1, 2):
                     log(f"[{rep + 1}/{opt.reps}] iperf3, {streams} stream(s)")
-                    ipf[streams].append(iperf(streams, opt.seconds))
+                    try:
+                        ipf[streams].append(iperf(streams, opt.seconds))
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                        opt.tool_failures.append(f"iperf3: {e}")
     res = {n: {c: summarize(r) for c, r in cs.items()} for n, cs in raw.items()}
     loop = {"iperf3_1_stream_mb_s": statistics.median(ipf[1]) if ipf[1] else None,
             "iperf3_2_streams_mb_s": statistics.median(ipf[2]) if ipf[2] else None}
@@ -761,6 +767,7 @@ def parse_args():
     opt.hold = 100 if opt.quick else 1000
     opt.startup_runs = 5 if opt.quick else 20
     opt.iperf = opt.plots = True
+    opt.tool_failures = []
     opt.extra = [a.split("=", 1) for a in opt.add]
     if any(len(e) != 2 for e in opt.extra):
         ap.error("--add wants NAME=PATH")
@@ -799,6 +806,8 @@ def main():
     t0 = time.monotonic()
     opt = parse_args()
     started = []
+    # A SIGTERM (a CI timeout...) unwinds through the finally below: no server is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def fresh(s):
         return Server(s.name, s.argv, s.sockpool_style, s.required)
@@ -810,6 +819,9 @@ def main():
         notes += more
         if opt.only:
             keep = set(opt.only.split(","))
+            unknown = keep - {s.name for s in servers}
+            if unknown:
+                raise Fatal(f"--only: no server named {', '.join(sorted(unknown))}")
             servers = [s for s in servers if s.name in keep]
         for s in servers:
             log(f"start + correctness: {s.name}")
@@ -831,7 +843,7 @@ def main():
     finally:
         for s in started:
             s.stop()
-    failures = [f"{s.name}: {s.failure}" for s in servers if s.failure]
+    failures = [f"{s.name}: {s.failure}" for s in servers if s.failure] + opt.tool_failures
     failures += [f"{n}: {r['mismatches']} mismatches, {r['wrong'] - r['mismatches']} short "
                  f"replies in {c}" for n, cs in res.items() for c, r in cs.items() if r["wrong"]]
     tgt = targets(res, side)

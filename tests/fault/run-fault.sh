@@ -13,9 +13,8 @@ shift
 report=$(mktemp /tmp/sockpool-fault.XXXXXX) || exit 1
 trap 'rm -f "$report"' EXIT INT TERM
 
-# NOTE: bash, not sh: tests/run-tests.sh does arithmetic that dash rejects ($((fails)) of "0+0").
 LD_PRELOAD="$shim" SP_FAULT_SCOPE=accepted SP_FAULT_RESET_RATE=0 SP_FAULT_REPORT="$report" \
-    bash tests/run-tests.sh "$@"
+    tests/run-tests.sh "$@"
 rc=$?
 
 # One line per process that made socket calls: "faultinject: pid P, calls C, injected N, ..."

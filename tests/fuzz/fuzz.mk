@@ -11,7 +11,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS  = parse_num parse_addr server_options client_options payload
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
-FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer $(WARN) \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -Icommon -Iserver -Iclient -Itests/fuzz
 
@@ -23,12 +23,17 @@ FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(COMMON_SRCS)
 FUZZ_SRCS_payload        = client/payload.c
 
 .SECONDEXPANSION:
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(FUZZ_SRCS_$$*)
+# Headers are not tracked per file: any change to one rebuilds the targets.
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(FUZZ_SRCS_$$*) \
+                      $(wildcard common/*.h server/*.h client/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -lm -o $@
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)
 
-fuzz: fuzz-build
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang and libFuzzer:" \
+	  "apt-get install -y clang libclang-rt-14-dev" >&2; exit 1; }
+	@$(MAKE) --no-print-directory fuzz-build
 	@tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS) $(BUILD)/fuzz $(FUZZ_TARGETS)

@@ -21,11 +21,12 @@ void clients_init(struct client *c, unsigned n, uint16_t port, uint64_t deadline
     }
 }
 
-bool client_done(const struct client *c)
+bool client_done(struct client *c)
 {
     uint64_t now = now_ns();
 
-    return (c->stop != NULL && atomic_load(c->stop)) || now >= c->until || now >= c->deadline;
+    return ++c->loops > CLIENT_MAX_LOOPS || (c->stop != NULL && atomic_load(c->stop)) ||
+           now >= c->until || now >= c->deadline;
 }
 
 /* Connect, counting the outcome in t. Returns the fd or -1. */

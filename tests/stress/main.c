@@ -345,12 +345,67 @@ static const char **split_words(char *s)
     return v;
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: sockpool-stress --server PATH[=LABEL] [--server ...] [--only LIST]\n"
-                    "       [--full] [--soak SEC] [--chaos SEC] [--wrap CMD] [--preload LIB]\n"
-                    "       [--audit LIB] [--seed N] [--list]\n");
+    fprintf(f, "usage: sockpool-stress --server PATH[=LABEL] [--server ...] [--only LIST]\n"
+               "       [--full] [--soak SEC] [--chaos SEC] [--wrap CMD] [--preload LIB]\n"
+               "       [--audit LIB] [--seed N] [--list] [--help]\n");
+}
+
+/* Bad usage: one line on stderr, exit 2. */
+static void bad_usage(const char *what, const char *arg)
+{
+    fprintf(stderr, "sockpool-stress: %s '%s' (see --help)\n", what, arg);
     exit(2);
+}
+
+static double number(const char *opt, const char *v)
+{
+    char *end;
+    double d = strtod(v, &end);
+
+    if (*v == '\0' || *end != '\0' || !(d >= 0))
+        bad_usage(opt, v);
+    return d;
+}
+
+/* Every name in a comma-separated --only list must be a scenario. */
+static void check_only(const char *only)
+{
+    for (const char *p = only; *p;) {
+        size_t k = strcspn(p, ","), i = 0;
+        while (i < NSCEN && (strlen(scenarios[i].name) != k || strncmp(p, scenarios[i].name, k)))
+            i++;
+        if (i == NSCEN)
+            bad_usage("--only: no such scenario in", only);
+        p += k + (p[k] == ',');
+    }
+}
+
+/* Options that take a value; false if a is not one. */
+static bool option_value(struct run *base, const char **servers, int *ns, const char **only,
+                         const char *a, char *v)
+{
+    if (strcmp(a, "--server") == 0 && *ns < MAX_SERVERS)
+        servers[(*ns)++] = v;
+    else if (strcmp(a, "--only") == 0)
+        check_only(*only = v);
+    else if (strcmp(a, "--soak") == 0)
+        base->soak_s = number(a, v);
+    else if (strcmp(a, "--chaos") == 0)
+        base->chaos_s = number(a, v);
+    else if (strcmp(a, "--wrap") == 0) {
+        base->wrap = split_words(v);
+        base->slow = 10;
+    } else if (strcmp(a, "--preload") == 0)
+        base->preload = v;
+    else if (strcmp(a, "--audit") == 0)
+        base->audit = v;
+    else if (strcmp(a, "--seed") == 0)
+        base->seed = (uint64_t)number(a, v);
+    else
+        return false;
+    return true;
 }
 
 static int parse_cli(int argc, char **argv, struct run *base, const char **servers,
@@ -359,36 +414,24 @@ static int parse_cli(int argc, char **argv, struct run *base, const char **serve
     int ns = 0;
 
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
         if (strcmp(a, "--full") == 0) {
             base->full = true;
+        } else if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
         } else if (strcmp(a, "--list") == 0) {
             for (size_t k = 0; k < NSCEN; k++)
                 printf("%s%s\n", scenarios[k].name, scenarios[k].by_default ? "" : " (--only)");
             exit(0);
-        } else if (v == NULL) {
-            usage();
-        } else if (strcmp(a, "--server") == 0 && ns < MAX_SERVERS) {
-            servers[ns++] = argv[++i];
-        } else if (strcmp(a, "--only") == 0) {
-            *only = argv[++i];
-        } else if (strcmp(a, "--soak") == 0) {
-            base->soak_s = atof(argv[++i]);
-        } else if (strcmp(a, "--chaos") == 0) {
-            base->chaos_s = atof(argv[++i]);
-        } else if (strcmp(a, "--wrap") == 0) {
-            base->wrap = split_words(argv[++i]);
-            base->slow = 10;
-        } else if (strcmp(a, "--preload") == 0) {
-            base->preload = argv[++i];
-        } else if (strcmp(a, "--audit") == 0) {
-            base->audit = argv[++i];
-        } else if (strcmp(a, "--seed") == 0) {
-            base->seed = strtoull(argv[++i], NULL, 0);
+        } else if (i + 1 < argc && option_value(base, servers, &ns, only, a, argv[i + 1])) {
+            i++;
         } else {
-            usage();
+            bad_usage("unknown option, missing value or too many servers:", a);
         }
     }
+    if (ns == 0)
+        bad_usage("no --server given", "");
     return ns;
 }
 
@@ -398,8 +441,6 @@ int main(int argc, char **argv)
     const char *servers[MAX_SERVERS], *only = NULL;
     int ns = parse_cli(argc, argv, &base, servers, &only), passed = 0, failed = 0;
 
-    if (ns == 0)
-        usage();
     if (base.soak_s <= 0)
         base.soak_s = base.full ? 60 : 20;
     if (base.chaos_s <= 0)

@@ -187,15 +187,21 @@ struct client {
     unsigned iters;  /* looping clients: most iterations, 0 = until time is up */
     size_t sent;     /* non-readers: bytes pushed before the server gave up */
     int err;         /* non-readers: how the connection ended (errno) */
-    uint64_t t0, t1; /* scenario-specific times (ns): e.g. connected, cut */
+    uint64_t t0, t1; /* scenario-specific times (ns) or durations (ms) */
     int result;      /* scenario-specific outcome */
+    unsigned loops;  /* client_done calls so far */
 };
 
 /* Prepare n clients with distinct seeds from the run's seed. */
 void clients_init(struct client *c, unsigned n, uint16_t port, uint64_t deadline);
 
-/* True when a looping client should stop (stop flag, until or deadline passed). */
-bool client_done(const struct client *c);
+/* A looping client's bound in count, beside its bound in time (a 60 s soak runs ~30,000
+ * sessions per thread). */
+#define CLIENT_MAX_LOOPS 1000000u
+
+/* True when a looping client should stop: stop flag, until or deadline passed, or
+ * CLIENT_MAX_LOOPS calls made. Every client loop tests it once per iteration. */
+bool client_done(struct client *c);
 
 /* Connect, do 1..rounds verified exchanges of sizes in [1, max_size] (half-closing with the
  * last one if halfclose), wait for the server's EOF, close. Counts in c->t; records the wait

@@ -54,8 +54,12 @@ CHECK_SUITES = $(foreach p,$(TEST_PROGS),$(if $(wildcard $(p:$(BUILD)/tests/%=te
 FAULT_SEED  ?= 1
 FAULT_RATE  ?= 0.2
 
-.PHONY: fault
-fault: all $(CHECK_SUITES) $(STRESS) $(SHIM)
+.PHONY: fault fault-build
+fault-build: all $(CHECK_SUITES) $(STRESS) $(SHIM)
+
+fault:
+	@tests/ensure-check.sh
+	@$(MAKE) --no-print-directory fault-build
 	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) SP_FAULT_SEED=$(FAULT_SEED) \
 	  SP_FAULT_RATE=$(FAULT_RATE) tests/fault/run-fault.sh $(SHIM) $(CHECK_SUITES)
 	$(STRESS) --server $(SERVER)=fault --preload $(SHIM) --seed $(FAULT_SEED) \
@@ -70,8 +74,14 @@ VALGRIND_NATIVE = check_cli check_client check_client_args
 # the ASan run of `make asan`), and over 3 minutes under valgrind.
 VALGRIND_SUITES = $(filter-out %/check_upper,$(CHECK_SUITES))
 
-.PHONY: valgrind
-valgrind: all $(CHECK_SUITES) $(STRESS)
+.PHONY: valgrind valgrind-build
+valgrind-build: all $(CHECK_SUITES) $(STRESS)
+
+valgrind:
+	@command -v valgrind >/dev/null || \
+	  { echo "make valgrind needs valgrind: apt-get install -y valgrind" >&2; exit 1; }
+	@tests/ensure-check.sh
+	@$(MAKE) --no-print-directory valgrind-build
 	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) VALGRIND_NATIVE="$(VALGRIND_NATIVE)" \
 	  VALGRIND_FLAGS="$(VALGRIND_FLAGS)" tests/stress/run-valgrind.sh $(VALGRIND_SUITES)
 	$(STRESS) --server $(SERVER)=valgrind --wrap "valgrind $(VALGRIND_FLAGS)" --only lite

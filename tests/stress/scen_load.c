@@ -178,7 +178,7 @@ enum { SOAK_SHORT, SOAK_HALF, SOAK_ABORT, SOAK_SILENT, SOAK_NOREAD, SOAK_TRICKLE
  * machine (seen: 1 s) is cut by the server as idle, and that would be counted against it. */
 #define MIX_TIMEOUT_MS 2000
 #define MIX_TIMEOUT_ARG "2"
-/* A non-reader is cut after 2-3 send timeouts today (see scen_hostile.c). */
+/* A non-reader is cut after up to 3 send timeouts today (see scen_hostile.c). */
 #define MIX_NOREAD_MS (4 * MIX_TIMEOUT_MS + 4000)
 
 /* Threads per role: soak and lite share the mix. */

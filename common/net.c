@@ -140,6 +140,9 @@ int net_set_timeout(int fd, int optname, double secs)
 
     tv.tv_sec = (time_t)secs;
     tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+    /* A zero timeval means "no timeout": never let a tiny positive value round down to it. */
+    if (secs > 0 && tv.tv_sec == 0 && tv.tv_usec == 0)
+        tv.tv_usec = 1;
     return setsockopt(fd, SOL_SOCKET, optname, &tv, sizeof(tv)) < 0 ? -errno : 0;
 }
 

@@ -1,8 +1,10 @@
 /* handler.c - the built-in handler and the I/O helpers handlers use. */
 #include <errno.h>
+#include <sys/socket.h>
 
+#include "clock.h"
+#include "internal.h"
 #include "net.h"
-#include "sockpool.h"
 #include "upper.h"
 
 /* 64 KiB matches the largest chunks loopback TCP hands over; the pages a small message never
@@ -20,15 +22,34 @@ ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)
     return n;
 }
 
+/* NOTE: SO_SNDTIMEO is rounded to the kernel's clock tick; a send cut short this close to the
+ * limit has waited the whole period. */
+#define SEND_TIMEOUT_SLACK_NS (10 * 1000 * 1000)
+
 int sp_send_all(struct sp_request *req, const void *buf, size_t len)
 {
-    int rc = net_send_all(req->fd, buf, len);
+    const unsigned char *p = buf;
+    uint64_t limit = req->server->send_timeout_ns;
 
-    if (rc == 0)
-        req->bytes_out += len;
-    else if (rc == -EAGAIN)
-        rc = SP_ERR_SEND_TIMEOUT; /* SO_SNDTIMEO expired with the reply still pending */
-    return rc;
+    while (len > 0) {
+        uint64_t start = limit ? clock_now_ns() : 0;
+        ssize_t n = send(req->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* SO_SNDTIMEO expired with nothing taken: the peer reads nothing. */
+            return errno == EAGAIN || errno == EWOULDBLOCK ? SP_ERR_SEND_TIMEOUT : -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        req->bytes_out += (uint64_t)n;
+        /* A send that blocked for the whole period but got a few bytes out returns short:
+         * that is the timeout as well. Retrying would grant a fresh period per trickle of
+         * progress, and a stalled peer would hold the worker for several periods. */
+        if (len > 0 && limit && clock_now_ns() - start + SEND_TIMEOUT_SLACK_NS >= limit)
+            return SP_ERR_SEND_TIMEOUT;
+    }
+    return 0;
 }
 
 int sp_handle_upper(struct sp_request *req, void *user)

@@ -28,6 +28,7 @@ struct worker {
 
 struct sp_server {
     struct sp_config cfg;
+    uint64_t send_timeout_ns; /* cfg.send_timeout for the data path; 0 = none */
     int listen_fd;
     int wake_rd, wake_wr; /* self-pipe: any thread or signal handler wakes the acceptor */
     struct sockaddr_storage addr;

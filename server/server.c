@@ -105,6 +105,7 @@ struct sp_server *sp_server_new(const struct sp_config *c, char err[SP_ERRLEN])
     s->cfg = *c;
     if (s->cfg.handle == NULL)
         s->cfg.handle = sp_handle_upper;
+    s->send_timeout_ns = (uint64_t)(c->send_timeout * 1e9);
     s->listen_fd = s->wake_rd = s->wake_wr = -1;
     if ((rc = queue_init(&s->q, c->queue)) < 0) {
         snprintf(err, SP_ERRLEN, "queue of %u: %s", c->queue, strerror(-rc));

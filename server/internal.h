@@ -44,7 +44,13 @@ struct sp_server {
     atomic_uint live;         /* workers that have not exited yet */
     atomic_int stop_requests; /* sp_server_shutdown calls */
     atomic_bool parked;       /* the acceptor waits for room in the queue or for a free fd */
-    bool accept_paused_logged;
+    /* The acceptor's resource-error pauses (EMFILE...); only the accepting thread uses them. */
+    struct {
+        bool paused;        /* the last accept failed for lack of a resource */
+        bool pause_logged;  /* this pause was announced; its end will be too */
+        unsigned unlogged;  /* pauses not announced since the last message */
+        uint64_t logged_ns; /* when the last pause was announced */
+    } accept;
     struct counters ctr;
 };
 

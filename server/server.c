@@ -62,8 +62,7 @@ static int open_listener(struct sp_server *s, char err[SP_ERRLEN])
         snprintf(err, SP_ERRLEN, "not a numeric IPv4 or IPv6 address: %s", s->cfg.host);
         return -EINVAL;
     }
-    s->listen_fd = net_listen((struct sockaddr *)&want, len, s->cfg.backlog, true, err,
-                              SP_ERRLEN);
+    s->listen_fd = net_listen((struct sockaddr *)&want, len, s->cfg.backlog, true, err, SP_ERRLEN);
     if (s->listen_fd < 0)
         return s->listen_fd;
     s->addr_len = sizeof(s->addr);
@@ -244,9 +243,43 @@ static void park(struct sp_server *s, bool (*still)(struct sp_server *), int tim
  * fine, so try the next connection. */
 static bool accept_retryable(int e)
 {
-    return e == EINTR || e == ECONNABORTED || e == EPROTO || e == ENETDOWN ||
-           e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
-           e == EOPNOTSUPP || e == ENETUNREACH || e == EPERM;
+    return e == EINTR || e == ECONNABORTED || e == EPROTO || e == ENETDOWN || e == ENOPROTOOPT ||
+           e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH || e == EOPNOTSUPP ||
+           e == ENETUNREACH || e == EPERM;
+}
+
+/* The acceptor's pause messages: at most one a second, however fast descriptors churn. */
+#define ACCEPT_LOG_INTERVAL_NS NS_PER_SEC
+
+/* Say that accepting pauses (error e), unless that was said less than a second ago. */
+static void log_pause(struct sp_server *s, int e)
+{
+    uint64_t now = clock_now_ns();
+
+    s->accept.paused = true;
+    if (s->accept.logged_ns != 0 && now - s->accept.logged_ns < ACCEPT_LOG_INTERVAL_NS) {
+        s->accept.unlogged++;
+        return;
+    }
+    if (s->accept.unlogged > 0)
+        log_error("accept: %s; pausing new connections until one closes (%u more pauses since "
+                  "the last message)",
+                  strerror(e), s->accept.unlogged);
+    else
+        log_error("accept: %s; pausing new connections until one closes", strerror(e));
+    s->accept.logged_ns = now;
+    s->accept.pause_logged = true;
+    s->accept.unlogged = 0;
+}
+
+/* A connection was accepted: close the pause that was announced. */
+static void log_resume(struct sp_server *s)
+{
+    s->accept.paused = false;
+    if (!s->accept.pause_logged)
+        return;
+    log_error("accepting connections again");
+    s->accept.pause_logged = false;
 }
 
 /* Accept one connection into c. Returns 0, -EAGAIN when none is pending, or the -errno of a
@@ -264,16 +297,14 @@ static int accept_one(struct sp_server *s, struct conn *c)
         if (accept_retryable(e))
             continue;
         COUNT(s, accept_errors, 1);
-        if (!s->accept_paused_logged)
-            log_error("accept: %s; pausing new connections until one closes", strerror(e));
-        s->accept_paused_logged = true;
+        if (!s->accept.paused)
+            log_pause(s, e);
         return -e;
     }
     c->accepted_ns = clock_now_ns();
     COUNT(s, accepted, 1);
-    if (s->accept_paused_logged)
-        log_error("accepting connections again");
-    s->accept_paused_logged = false;
+    if (s->accept.paused)
+        log_resume(s);
     return 0;
 }
 

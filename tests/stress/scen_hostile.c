@@ -290,7 +290,7 @@ void scen_fdexhaust(struct report *r)
 
     if (!scen_start(r, &s, &o))
         return;
-    uint64_t deadline = now_ns() + (uint64_t)scaled_ms(5000) * NS_PER_MS;
+    uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)scaled_ms(5000) * NS_PER_MS;
     for (unsigned i = 0; i < FD_CONNS; i++)
         if ((fds[i] = cl_connect(s.port, deadline)) >= 0)
             open_ok++;
@@ -309,10 +309,12 @@ void scen_fdexhaust(struct report *r)
     figures(r, ", served within %llu ms", (unsigned long long)t.max_wait_ms);
     expect(r, x == XR_OK, "no service after the connections closed: %s", xres_name(x));
     scen_settle(r, &s, open_ok + t.conns, &st);
-    /* Once per burst: a burst ends with an accept, so at most one message per connection. */
+    /* At most one pause message a second, however fast descriptors churn while the
+     * connections close (one per freed descriptor would be dozens). */
     long long pauses = srv_stderr_count(&s, PAUSE_MSG);
-    figures(r, ", pause messages %lld", pauses);
-    expect(r, pauses >= 1 && pauses <= (long long)st.accepted,
-           "%lld pause messages for %lld connections", pauses, st.accepted);
+    long long secs = (long long)((now_ns() - t0) / NS_PER_S);
+    figures(r, ", pause messages %lld in %lld s", pauses, secs + 1);
+    expect(r, pauses >= 1 && pauses <= secs + 1, "%lld pause messages in %lld s", pauses,
+           secs + 1);
     scen_stop(r, &s, &st);
 }

@@ -17,7 +17,7 @@ WARN        := -Wall -Wextra $(if $(CI),-Werror)
 ALL_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Icommon -Iserver $(CFLAGS) $(SANFLAGS)
 ALL_LDFLAGS  = -pthread $(LDFLAGS) $(SANFLAGS)
 
-COMMON_SRCS := common/log.c common/net.c common/parse.c common/upper.c
+COMMON_SRCS := common/cli.c common/log.c common/net.c common/parse.c common/upper.c
 LIB_SRCS    := server/server.c server/pool.c server/queue.c server/handler.c
 COMMON_OBJS  = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/%.o)

@@ -4,13 +4,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "client.h"
 #include "load.h"
 #include "log.h"
@@ -19,7 +19,6 @@
 
 #define PROG "sockpool-client"
 #define VERSION "1.0.0"
-#define EXIT_USAGE 2
 #define MAX_SIZE (64ull << 20)
 #define MAX_WINDOW (1ull << 30)
 #define DEFAULT_WINDOW (256u << 10)
@@ -64,40 +63,13 @@ static void usage(FILE *f)
             "2 bad usage; 3 load: a reply byte was wrong.\n");
 }
 
-static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void bad_usage(const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    log_error("%s (see --help)", msg);
-    exit(EXIT_USAGE);
-}
-
-static unsigned long long number(const char *opt, const char *v, unsigned long long min,
-                                 unsigned long long max)
-{
-    unsigned long long n = 0;
-    int rc = parse_uint(v, min, max, &n);
-
-    if (rc == -EINVAL)
-        bad_usage("%s: not a number: '%s'", opt, v);
-    if (rc == -ERANGE)
-        bad_usage("%s: '%s' is out of range %llu..%llu", opt, v, min, max);
-    return n;
-}
-
 /* A decimal > 0 and <= max (seconds, or a rate). */
 static double positive(const char *opt, const char *v, double max)
 {
     double d = 0;
 
     if (parse_seconds(v, max, &d) < 0 || d <= 0)
-        bad_usage("%s: expected a number above 0 and at most %g, got '%s'", opt, max, v);
+        cli_usage_error("%s: expected a number above 0 and at most %g, got '%s'", opt, max, v);
     return d;
 }
 
@@ -134,7 +106,7 @@ static bool set_common(struct load_opts *o, int c, const char *v)
 {
     switch (c) {
     case 'H': o->host = v; return true;
-    case 'p': o->port = (uint16_t)number("--port", v, 1, 65535); return true;
+    case 'p': o->port = (uint16_t)cli_number("--port", v, 1, 65535); return true;
     case OPT_CONNECT_TIMEOUT:
         o->connect_timeout = positive("--connect-timeout", v, 3600);
         return true;
@@ -147,16 +119,16 @@ static void set_load(struct cli *x, int c, const char *v)
     struct load_opts *o = &x->o;
 
     switch (c) {
-    case 'c': o->conns = (unsigned)number("--conns", v, 1, 100000); break;
-    case 's': o->size = (size_t)number("--size", v, 1, MAX_SIZE); break;
+    case 'c': o->conns = (unsigned)cli_number("--conns", v, 1, 100000); break;
+    case 's': o->size = (size_t)cli_number("--size", v, 1, MAX_SIZE); break;
     case 'd': o->duration = positive("--duration", v, 365.0 * 86400); break;
-    case 'n': o->messages = number("--messages", v, 1, UINT64_MAX / 2); break;
-    case 't': o->threads = (unsigned)number("--threads", v, 1, 1024); break;
+    case 'n': o->messages = cli_number("--messages", v, 1, UINT64_MAX / 2); break;
+    case 't': o->threads = (unsigned)cli_number("--threads", v, 1, 1024); break;
     case OPT_RATE: o->rate = positive("--rate", v, 1e9); break;
     case OPT_JSON: o->json = v; break;
-    case OPT_SEED: o->seed = number("--seed", v, 0, UINT64_MAX); break;
+    case OPT_SEED: o->seed = cli_number("--seed", v, 0, UINT64_MAX); break;
     case OPT_WINDOW:
-        o->window = (size_t)number("--window", v, 1, MAX_WINDOW);
+        o->window = (size_t)cli_number("--window", v, 1, MAX_WINDOW);
         x->window_set = true;
         break;
     case OPT_MODE:
@@ -165,7 +137,7 @@ static void set_load(struct cli *x, int c, const char *v)
         else if (strcmp(v, "stream") == 0)
             o->mode = LOAD_STREAM;
         else
-            bad_usage("--mode: expected rr or stream, got '%s'", v);
+            cli_usage_error("--mode: expected rr or stream, got '%s'", v);
         break;
     }
 }
@@ -186,19 +158,16 @@ static const char *opt_name(int c)
 
 static void on_option(struct cli *x, int c, char **argv)
 {
-    char shortopt[3] = {'-', (char)optopt, '\0'};
-    const char *name = optopt ? shortopt : argv[optind - 1];
-
     switch (c) {
     case 'h': usage(stdout); exit(0);
     case 'V': printf(PROG " " VERSION "\n"); exit(0);
-    case ':': bad_usage("option '%s' needs a value", name);
-    case '?': bad_usage("unknown option '%s'", name);
+    case ':':
+    case '?': cli_getopt_error(c, argv);
     }
     if (set_common(&x->o, c, optarg))
         return;
     if (!x->load)
-        bad_usage("option '%s' belongs to `load` (" PROG " load ...)", opt_name(c));
+        cli_usage_error("option '%s' belongs to `load` (" PROG " load ...)", opt_name(c));
     set_load(x, c, optarg);
 }
 
@@ -209,17 +178,17 @@ static void check_load(struct cli *x)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
     if (o->conns == 0)
-        bad_usage("load: -c CONNS is required");
+        cli_usage_error("load: -c CONNS is required");
     if (o->size == 0)
-        bad_usage("load: -s SIZE is required");
+        cli_usage_error("load: -s SIZE is required");
     if (o->duration > 0 && o->messages > 0)
-        bad_usage("load: -d and -n exclude each other");
+        cli_usage_error("load: -d and -n exclude each other");
     if (o->duration == 0 && o->messages == 0)
-        bad_usage("load: give -d SECONDS or -n MESSAGES");
+        cli_usage_error("load: give -d SECONDS or -n MESSAGES");
     if (o->rate > 0 && o->mode != LOAD_RR)
-        bad_usage("--rate applies to --mode rr only");
+        cli_usage_error("--rate applies to --mode rr only");
     if (x->window_set && o->mode != LOAD_STREAM)
-        bad_usage("--window applies to --mode stream only");
+        cli_usage_error("--window applies to --mode stream only");
     if (!x->window_set)
         o->window = o->size * 2 > DEFAULT_WINDOW ? o->size * 2 : DEFAULT_WINDOW;
     if (o->threads == 0)
@@ -249,9 +218,9 @@ static void parse_args(int argc, char **argv, struct cli *x)
     while ((c = getopt_long(argc, argv, ":H:p:c:s:d:n:t:hV", long_opts, NULL)) != -1)
         on_option(x, c, argv);
     if (optind < argc)
-        bad_usage("unexpected argument '%s'", argv[optind]);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (parse_addr(x->o.host, x->o.port, &x->o.addr, &x->o.addrlen) < 0)
-        bad_usage("--host: not a numeric IPv4 or IPv6 address: '%s'", x->o.host);
+        cli_usage_error("--host: not a numeric IPv4 or IPv6 address: '%s'", x->o.host);
     if (x->load)
         check_load(x);
 }

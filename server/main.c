@@ -5,20 +5,19 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "log.h"
 #include "net.h"
 #include "parse.h"
 #include "sockpool.h"
 
 #define PROG "sockpool-server"
-#define EXIT_USAGE 2
 #define MAX_SECONDS (365.0 * 86400)
 
 struct options {
@@ -55,40 +54,12 @@ static void usage(FILE *f)
             "failure (address in use, permission), 2 on bad usage.\n");
 }
 
-/* One line on stderr naming the problem, then exit 2. */
-static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void bad_usage(const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    log_error("%s (see --help)", msg);
-    exit(EXIT_USAGE);
-}
-
-static unsigned long long number(const char *opt, const char *v, unsigned long long min,
-                                 unsigned long long max)
-{
-    unsigned long long n = 0;
-    int rc = parse_uint(v, min, max, &n);
-
-    if (rc == -EINVAL)
-        bad_usage("%s: not a number: '%s'", opt, v);
-    if (rc == -ERANGE)
-        bad_usage("%s: '%s' is out of range %llu..%llu", opt, v, min, max);
-    return n;
-}
-
 static double seconds(const char *opt, const char *v)
 {
     double d = 0;
 
     if (parse_seconds(v, MAX_SECONDS, &d) < 0)
-        bad_usage("%s: not a duration in seconds (0..31536000): '%s'", opt, v);
+        cli_usage_error("%s: not a duration in seconds (0..31536000): '%s'", opt, v);
     return d;
 }
 
@@ -117,10 +88,10 @@ static void set_option(struct options *o, int c, const char *v)
 
     switch (c) {
     case 'b': cfg->host = v; break;
-    case 'p': cfg->port = (uint16_t)number("--port", v, 0, 65535); break;
-    case 'w': cfg->workers = (unsigned)number("--workers", v, 1, 100000); break;
-    case 'q': cfg->queue = (unsigned)number("--queue", v, 1, 1000000); break;
-    case OPT_BACKLOG: cfg->backlog = (int)number("--backlog", v, 1, 65535); break;
+    case 'p': cfg->port = (uint16_t)cli_number("--port", v, 0, 65535); break;
+    case 'w': cfg->workers = (unsigned)cli_number("--workers", v, 1, 100000); break;
+    case 'q': cfg->queue = (unsigned)cli_number("--queue", v, 1, 1000000); break;
+    case OPT_BACKLOG: cfg->backlog = (int)cli_number("--backlog", v, 1, 65535); break;
     case OPT_IDLE: cfg->idle_timeout = seconds("--idle-timeout", v); break;
     case OPT_SEND: cfg->send_timeout = seconds("--send-timeout", v); break;
     case OPT_DRAIN: cfg->drain_timeout = seconds("--drain-timeout", v); break;
@@ -132,7 +103,7 @@ static void set_option(struct options *o, int c, const char *v)
         else if (strcmp(v, "reject") == 0)
             cfg->on_full = SP_ON_FULL_REJECT;
         else
-            bad_usage("--on-full: expected block or reject, got '%s'", v);
+            cli_usage_error("--on-full: expected block or reject, got '%s'", v);
         break;
     }
 }
@@ -153,25 +124,14 @@ static void parse_args(int argc, char **argv, struct options *o)
             printf(PROG " " SP_VERSION "\n");
             exit(0);
         } else if (c == ':' || c == '?') {
-            const char *typed = argv[optind - 1];
-            char shortopt[3] = {'-', (char)optopt, '\0'};
-            /* A long option is named as typed: its optopt is 0 (unknown) or its val, which
-             * for long-only options is >= 256 and no printable character. */
-            bool is_long = strncmp(typed, "--", 2) == 0;
-            bool is_short = !is_long && c == '?' && optopt > 0 && optopt < 256;
-            const char *name = is_short ? shortopt : typed;
-            if (c == ':')
-                bad_usage("option '%s' needs a value", name);
-            if (is_long && optopt != 0 && strchr(typed, '=') != NULL)
-                bad_usage("option '%.*s' takes no value", (int)(strchr(typed, '=') - typed), typed);
-            bad_usage("unknown option '%s'", name);
+            cli_getopt_error(c, argv);
         }
         set_option(o, c, optarg);
     }
     if (optind < argc)
-        bad_usage("unexpected argument '%s'", argv[optind]);
+        cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (parse_addr(o->cfg.host, o->cfg.port, &ss, &len) < 0)
-        bad_usage("--bind: not a numeric IPv4 or IPv6 address: '%s'", o->cfg.host);
+        cli_usage_error("--bind: not a numeric IPv4 or IPv6 address: '%s'", o->cfg.host);
 }
 
 /* Write the port to path atomically (temp file + rename): a reader sees all or nothing. */

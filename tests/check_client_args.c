@@ -85,6 +85,32 @@ START_TEST(bad_usage)
 }
 END_TEST
 
+/* getopt's own errors name the option as it was typed, in printable text: a long-only
+ * option's getopt code is no character. */
+static const struct {
+    const char *args[4];
+    const char *says;
+} named[] = {
+    {{"load", "--json"}, "option '--json' needs a value"},
+    {{"load", "--window"}, "option '--window' needs a value"},
+    {{"load", "-c"}, "option '-c' needs a value"},
+    {{"--help=3"}, "option '--help' takes no value"},
+    {{"--bogus"}, "unknown option '--bogus'"},
+    {{"-x"}, "unknown option '-x'"},
+};
+
+START_TEST(options_named_as_typed)
+{
+    char out[4096], err[4096];
+    int rc = run_client(named[_i].args, out, sizeof(out), err, sizeof(err));
+
+    ck_assert_msg(rc == 2, "exit %d, stderr: %s", rc, err);
+    ck_assert_msg(strstr(err, named[_i].says) != NULL, "'%s' not in: %s", named[_i].says, err);
+    for (const char *p = err; *p; p++)
+        ck_assert_msg(*p == '\n' || (*p >= 0x20 && *p < 0x7f), "unprintable byte in: %s", err);
+}
+END_TEST
+
 START_TEST(help)
 {
     static const char *const forms[][3] = {{"--help", NULL}, {"-h", NULL}, {"load", "--help"}};
@@ -119,6 +145,7 @@ static Suite *client_args_suite(void)
 
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, bad_usage, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_loop_test(tc, options_named_as_typed, 0, (int)(sizeof(named) / sizeof(named[0])));
     tcase_add_test(tc, help);
     tcase_add_test(tc, version);
     suite_add_tcase(s, tc);

@@ -18,8 +18,9 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer $
 # What each target compiles besides its own file.
 FUZZ_SRCS_parse_num      = common/parse.c
 FUZZ_SRCS_parse_addr     = common/parse.c
-FUZZ_SRCS_server_options = $(LIB_SRCS) $(COMMON_SRCS)
-FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(COMMON_SRCS)
+# common/cli.c is compiled into the command-line targets themselves (its exit() too).
+FUZZ_SRCS_server_options = $(LIB_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
+FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_payload        = client/payload.c
 
 .SECONDEXPANSION:

@@ -20,6 +20,7 @@ static void fuzz_exit(int status) __attribute__((noreturn));
 
 #define exit fuzz_exit
 #define main client_main
+#include "../../common/cli.c" /* its usage errors exit too */
 #include "../../client/main.c"
 #undef main
 #undef exit

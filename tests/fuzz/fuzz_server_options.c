@@ -23,6 +23,7 @@ static void fuzz_exit(int status) __attribute__((noreturn));
  * parser; the macros are limited to that one include. */
 #define exit fuzz_exit
 #define main server_main
+#include "../../common/cli.c" /* its usage errors exit too */
 #include "../../server/main.c"
 #undef main
 #undef exit

@@ -11,9 +11,12 @@
 #include "sockpool.h"
 
 /* Event counters: atomics with relaxed ordering, touched once per connection (never per
- * message), read by sp_server_stats. Gauges (queued, active) are derived, not stored. */
+ * message), read by sp_server_stats. The gauges are derived: queued and the pool's active
+ * connections from one snapshot of the queue (waiting, unfinished), so a connection moving
+ * from the queue to a worker is never missed; direct_active counts the connections that
+ * sp_server_handle_request serves in the caller's thread. */
 struct counters {
-    atomic_uint_fast64_t accepted, rejected, active, completed, bytes_in, bytes_out;
+    atomic_uint_fast64_t accepted, rejected, direct_active, completed, bytes_in, bytes_out;
     atomic_uint_fast64_t idle_timeouts, send_timeouts, resets, errors, aborted, accept_errors;
 };
 

@@ -85,15 +85,19 @@ void pool_serve(struct sp_server *s, struct worker *w, const struct conn *c)
         server_unpark(s);
         return;
     }
-    COUNT(s, active, 1);
+    if (w == NULL) /* a worker's connection is counted by the queue until queue_done */
+        COUNT(s, direct_active, 1);
     rc = setup_socket(s, c->fd);
     if (rc == 0)
         rc = s->cfg.handle(&req, s->cfg.user);
     forced = slot_release(s, w);
     /* NOTE: close() is not retried on EINTR: on Linux the fd is gone either way. */
     close(c->fd);
-    atomic_fetch_sub_explicit(&s->ctr.active, 1, memory_order_relaxed);
+    /* The outcome is counted before the connection stops being active, so a reader never
+     * sees it in neither place. */
     account(s, rc, forced, &req);
+    if (w == NULL)
+        atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
     server_unpark(s); /* a descriptor was freed: an acceptor parked on EMFILE may go on */
 }
 
@@ -106,6 +110,7 @@ static void *worker_main(void *arg)
     while (queue_pop(&s->q, &c) == 0) {
         server_unpark(s); /* room in the queue: a parked acceptor may accept again */
         pool_serve(s, w, &c);
+        queue_done(&s->q);
     }
     /* The last worker out tells the drain that everything is finished. */
     if (atomic_fetch_sub(&s->live, 1) == 1)

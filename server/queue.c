@@ -13,7 +13,7 @@ int queue_init(struct queue *q, unsigned cap)
     if (q->ring == NULL)
         return -ENOMEM;
     q->cap = cap;
-    q->head = q->len = 0;
+    q->head = q->len = q->unfinished = 0;
     q->closed = false;
     if ((rc = pthread_mutex_init(&q->lock, NULL)) != 0)
         goto fail_ring;
@@ -53,6 +53,7 @@ int queue_push(struct queue *q, const struct conn *c, bool wait)
         rc = -EAGAIN;
     } else {
         q->ring[(q->head + q->len++) % q->cap] = *c;
+        q->unfinished++;
         pthread_cond_signal(&q->not_empty);
     }
     pthread_mutex_unlock(&q->lock);
@@ -102,6 +103,21 @@ void queue_close(struct queue *q)
     q->closed = true;
     pthread_cond_broadcast(&q->not_empty);
     pthread_cond_broadcast(&q->not_full);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_done(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->unfinished--;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_counts(struct queue *q, unsigned *waiting, unsigned *unfinished)
+{
+    pthread_mutex_lock(&q->lock);
+    *waiting = q->len;
+    *unfinished = q->unfinished;
     pthread_mutex_unlock(&q->lock);
 }
 

@@ -24,6 +24,7 @@ struct queue {
     pthread_cond_t not_full;  /* signalled on pop and on close */
     struct conn *ring;
     unsigned cap, head, len;
+    unsigned unfinished; /* pushed and not yet queue_done: waiting plus being served */
     bool closed;
 };
 
@@ -47,6 +48,13 @@ int queue_try_pop(struct queue *q, struct conn *out);
 
 /* Refuse further pushes and wake every waiter; items already queued can still be popped. */
 void queue_close(struct queue *q);
+
+/* Mark a popped connection finished (Python's Queue.task_done). Its outcome must be counted
+ * before: a reader that sees it finished then sees the outcome too. */
+void queue_done(struct queue *q);
+
+/* Read, in one snapshot, the connections waiting and those pushed but not yet done. */
+void queue_counts(struct queue *q, unsigned *waiting, unsigned *unfinished);
 
 /* Number of queued connections right now. */
 unsigned queue_len(struct queue *q);

@@ -45,8 +45,8 @@ static int check_config(const struct sp_config *c, char err[SP_ERRLEN])
         bad = "backlog must be at least 1";
     else if (c->idle_timeout < 0 || c->send_timeout < 0 || c->drain_timeout < 0)
         bad = "timeouts must not be negative";
-    else if (c->stack_size < 64 * 1024)
-        bad = "stack_size must be at least 64 KiB";
+    else if (c->stack_size < SP_MIN_STACK)
+        bad = "stack_size must be at least 128 KiB";
     if (bad != NULL)
         snprintf(err, SP_ERRLEN, "%s", bad);
     return bad ? -EINVAL : 0;
@@ -181,10 +181,16 @@ uint16_t sp_server_port(const struct sp_server *s)
 
 void sp_server_stats(const struct sp_server *s, struct sp_stats *o)
 {
+    unsigned waiting, unfinished;
+
     o->accepted = LOAD(s, accepted);
+    /* The outcomes are read after the snapshot: a connection the snapshot no longer counts
+     * as unfinished had its outcome counted before (queue_done's lock orders the two). */
+    queue_counts((struct queue *)&s->q, &waiting, &unfinished);
+    o->queued = waiting;
+    o->active = unfinished - waiting +
+                atomic_load_explicit(&s->ctr.direct_active, memory_order_acquire);
     o->rejected = LOAD(s, rejected);
-    o->queued = queue_len((struct queue *)&s->q);
-    o->active = LOAD(s, active);
     o->completed = LOAD(s, completed);
     o->bytes_in = LOAD(s, bytes_in);
     o->bytes_out = LOAD(s, bytes_out);

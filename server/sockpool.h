@@ -16,6 +16,9 @@
 
 #define SP_VERSION "1.0.0"
 
+/* Smallest worker stack: the built-in handler keeps its 64 KiB buffer there. */
+#define SP_MIN_STACK (128 * 1024)
+
 /* Size of the error buffers the API fills ("bind 127.0.0.1:8000: Address already in use"). */
 #define SP_ERRLEN 256
 
@@ -56,13 +59,14 @@ struct sp_config {
     double send_timeout;      /* seconds a pending reply may wait for the peer; 0 = never */
     double drain_timeout;     /* seconds shutdown waits for connections in progress */
     enum sp_on_full on_full;  /* what a full queue does to new connections */
-    size_t stack_size;        /* worker thread stack in bytes */
+    size_t stack_size;        /* worker thread stack in bytes, >= SP_MIN_STACK */
     sp_handler_fn handle;     /* the handler; NULL means sp_handle_upper */
     void *user;               /* passed to every call of handle */
 };
 
-/* Counters since sp_server_new. accepted = completed + rejected + idle_timeouts +
- * send_timeouts + resets + errors + aborted + queued + active. */
+/* Counters since sp_server_new. Whenever no connection is arriving, accepted = completed +
+ * rejected + idle_timeouts + send_timeouts + resets + errors + aborted + queued + active: a
+ * connection is never missing from both the gauges and the outcomes. */
 struct sp_stats {
     uint64_t accepted;      /* connections accept() returned */
     uint64_t rejected;      /* closed at once because the queue was full (on_full reject) */

@@ -120,6 +120,42 @@ START_TEST(try_pop_semantics)
 }
 END_TEST
 
+/* Unfinished = pushed and not yet done: a popped item stays counted until queue_done, in the
+ * same snapshot as the waiting ones, so a reader never sees an item in neither place. */
+static void expect_counts(struct queue *q, unsigned waiting, unsigned unfinished)
+{
+    unsigned w = 99, u = 99;
+
+    queue_counts(q, &w, &u);
+    ck_assert_uint_eq(w, waiting);
+    ck_assert_uint_eq(u, unfinished);
+}
+
+START_TEST(unfinished_until_done)
+{
+    struct queue q;
+    struct conn c = item(9);
+
+    ck_assert_int_eq(queue_init(&q, 2), 0);
+    expect_counts(&q, 0, 0);
+    push_ok(&q, 1);
+    push_ok(&q, 2);
+    expect_counts(&q, 2, 2);
+    ck_assert_int_eq(queue_push(&q, &c, false), -EAGAIN); /* refused: not counted */
+    expect_counts(&q, 2, 2);
+    expect_pop(&q, 1, true);
+    expect_counts(&q, 1, 2); /* popped, being served */
+    queue_done(&q);
+    expect_counts(&q, 1, 1);
+    queue_close(&q);
+    expect_pop(&q, 2, false);
+    expect_counts(&q, 0, 1);
+    queue_done(&q);
+    expect_counts(&q, 0, 0);
+    queue_destroy(&q);
+}
+END_TEST
+
 START_TEST(pop_after_close_drains)
 {
     struct queue q;
@@ -363,6 +399,7 @@ static Suite *queue_suite(void)
     tcase_add_test(basic, capacity_bound);
     tcase_add_test(basic, try_pop_semantics);
     tcase_add_test(basic, pop_after_close_drains);
+    tcase_add_test(basic, unfinished_until_done);
     suite_add_tcase(s, basic);
     tcase_set_timeout(threads, 60);
     tcase_add_test(threads, push_waits_for_room);

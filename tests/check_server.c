@@ -775,6 +775,11 @@ START_TEST(address_and_port)
     c.host = "999.1.1.1";
     ck_assert_ptr_null(sp_server_new(&c, err));
     ck_assert_ptr_nonnull(strstr(err, "999.1.1.1"));
+    /* The built-in handler's 64 KiB buffer lives on the worker's stack. */
+    test_config(&c);
+    c.stack_size = SP_MIN_STACK - 1;
+    ck_assert_ptr_null(sp_server_new(&c, err));
+    ck_assert_ptr_nonnull(strstr(err, "stack_size"));
     stop(NULL);
 }
 END_TEST

@@ -16,6 +16,8 @@
 #include "net.h"
 
 #define PIPE_BUF_LEN (256 * 1024)
+/* download()'s name for a failure on our side of the pipe, compared by address. */
+static const char WRITE_STDOUT[] = "write stdout";
 
 struct upload {
     int fd;
@@ -91,7 +93,7 @@ static int download(int fd, unsigned char *buf, const char **what)
         }
         int rc = write_all(STDOUT_FILENO, buf, (size_t)n);
         if (rc < 0) {
-            *what = "write stdout";
+            *what = WRITE_STDOUT;
             return rc;
         }
     }
@@ -115,9 +117,14 @@ int pipe_run(int fd, const char *peer)
     }
     rc = download(fd, buf, &what);
     free(buf);
+    if (rc < 0 && what == WRITE_STDOUT) {
+        /* Our reader went away (`| head -c1`): not the server's fault. The uploader may be
+         * blocked on stdin forever, so it is not joined; exit ends it. */
+        log_error("write stdout: %s", strerror(-rc));
+        return 1;
+    }
     if (!atomic_load(&u->finishing)) {
-        /* The reply ended while stdin still flows: the server gave up early. The uploader may
-         * be blocked on stdin forever, so it is not joined; exit ends it. */
+        /* The reply ended while stdin still flows: the server gave up early. */
         log_error("%s: %s before the input ended", peer,
                   rc < 0 ? strerror(-rc) : "the server closed the connection");
         return 1;

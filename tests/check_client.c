@@ -627,6 +627,70 @@ START_TEST(pipe_binary)
 }
 END_TEST
 
+/* Start argv with the given descriptors as stdin, stdout and stderr, SIGPIPE at its default
+ * (the client must ignore it itself). Returns the pid. */
+static pid_t spawn_fds(const char *const argv[], int in, int out, int err)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait for pid on a pidfd up to timeout_ms; returns the wait status, -1 if it had to be killed. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int pfd = pidfd_open(pid, 0), st = -1;
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+
+    ck_assert_int_ge(pfd, 0);
+    if (poll(&p, 1, timeout_ms) != 1)
+        kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    close(pfd);
+    return p.revents & POLLIN ? st : -1;
+}
+
+/* stdout closed by its reader (`| head -c1`) while stdin still flows: the client ends at once,
+ * blaming stdout, not the server. */
+START_TEST(pipe_stdout_closed)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    int in[2], out[2], err[2];
+    char msg[1024] = "";
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    close(out[0]); /* no reader: the client's first write to stdout fails with EPIPE */
+    const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
+    pid_t pid = spawn_fds(argv, in[0], out[1], err[1]);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    ck_assert_int_eq(write(in[1], "hello\n", 6), 6); /* and stdin stays open */
+    int st = wait_exit(pid, 10000);
+    ssize_t n = read(err[0], msg, sizeof(msg) - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(in[1]);
+    close(err[0]);
+    ck_assert_msg(st != -1, "the client did not end when stdout closed");
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d, stderr: %s", st, msg);
+    ck_assert_msg(strstr(msg, "stdout") != NULL && strstr(msg, "Broken pipe") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "before the input ended") == NULL, "blames the server: %s", msg);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+}
+END_TEST
+
 START_TEST(pipe_unreachable)
 {
     uint16_t port;
@@ -780,6 +844,7 @@ static Suite *client_suite(void)
     tcase_add_test(pipe, pipe_hello);
     tcase_add_test(pipe, pipe_binary);
     tcase_add_test(pipe, pipe_unreachable);
+    tcase_add_test(pipe, pipe_stdout_closed);
     suite_add_tcase(s, pipe);
     tcase_set_timeout(tty, 60);
     tcase_add_test(tty, interactive);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@ struct upload {
     int fd;
     int err;          /* errno of the failure; main reads it after the join */
     const char *what; /* "read stdin" or "send" */
+    uint64_t sent;    /* bytes sent; main reads it after the join */
     /* Set once the uploader will not block on stdin any more (EOF or failure): from then on
      * joining it cannot hang. Set before the half-close, so it is visible before the server's
      * EOF can be. */
@@ -58,6 +60,7 @@ static void *upload_main(void *arg)
             u->what = "send";
             break;
         }
+        u->sent += (uint64_t)n;
     }
     atomic_store(&u->finishing, true);
     /* On failure, wake the reader too: the run cannot succeed. */
@@ -80,8 +83,9 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* Copy replies to stdout until EOF. Returns 0 or -errno; *what names the failing side. */
-static int download(int fd, unsigned char *buf, const char **what)
+/* Copy replies to stdout until EOF, counting them in *got. Returns 0 or -errno; *what names
+ * the failing side. */
+static int download(int fd, unsigned char *buf, uint64_t *got, const char **what)
 {
     for (;;) {
         ssize_t n = net_recv(fd, buf, PIPE_BUF_LEN);
@@ -96,7 +100,19 @@ static int download(int fd, unsigned char *buf, const char **what)
             *what = WRITE_STDOUT;
             return rc;
         }
+        *got += (uint64_t)n;
     }
+}
+
+/* After both directions ended normally: the server answers byte for byte, so a reply shorter
+ * (or longer) than the input means it closed early, and the output is not what was asked. */
+static int check_length(const char *peer, uint64_t sent, uint64_t got)
+{
+    if (got == sent)
+        return 0;
+    log_error("%s: the reply ended after %llu of %llu bytes", peer, (unsigned long long)got,
+              (unsigned long long)sent);
+    return 1;
 }
 
 int pipe_run(int fd, const char *peer)
@@ -104,6 +120,7 @@ int pipe_run(int fd, const char *peer)
     struct upload *u = calloc(1, sizeof(*u));
     unsigned char *buf = malloc(PIPE_BUF_LEN);
     const char *what = "receive";
+    uint64_t got = 0;
     pthread_t thr;
     int rc = ENOMEM;
 
@@ -115,7 +132,7 @@ int pipe_run(int fd, const char *peer)
         free(buf);
         return 1;
     }
-    rc = download(fd, buf, &what);
+    rc = download(fd, buf, &got, &what);
     free(buf);
     if (rc < 0 && what == WRITE_STDOUT) {
         /* Our reader went away (`| head -c1`): not the server's fault. The uploader may be
@@ -135,6 +152,7 @@ int pipe_run(int fd, const char *peer)
         free(u);
         return 1;
     }
+    rc = check_length(peer, u->sent, got);
     free(u);
-    return 0;
+    return rc;
 }

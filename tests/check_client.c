@@ -359,6 +359,7 @@ enum fake_kind {
     FAKE_ECHO,    /* answers without uppercasing */
     FAKE_CORRUPT, /* uppercases, but flips one bit at stream byte corrupt_at */
     FAKE_SHORT,   /* answers half of the first 64-byte message, then closes */
+    FAKE_HALF,    /* reads everything until EOF, answers the first half of it, then closes */
 };
 
 struct fake {
@@ -382,6 +383,13 @@ static void *fake_main(void *arg)
         return NULL;
     (void)net_set_timeout(fd, SO_RCVTIMEO, 10);
     (void)net_set_timeout(fd, SO_SNDTIMEO, 10);
+    if (f->kind == FAKE_HALF) {
+        size_t n = tu_recv_n(fd, buf, sizeof(buf)); /* up to the client's half-close */
+        upper_inplace(buf, n);
+        (void)net_send_all(fd, buf, n / 2);
+        close(fd);
+        return NULL;
+    }
     if (f->kind == FAKE_SHORT) {
         if (tu_recv_n(fd, buf, 64) == 64) {
             upper_inplace(buf, 64);
@@ -627,6 +635,23 @@ START_TEST(pipe_binary)
 }
 END_TEST
 
+/* A server that closes with part of the reply missing: the output is cut short, and the
+ * client must not call that a success. */
+START_TEST(pipe_reply_cut_short)
+{
+    struct fake f;
+
+    fake_start(&f, FAKE_HALF, 0);
+    const char *const args[] = {"-p", port_str(f.port), NULL};
+    struct result *r = run_client(args, "hello world\n", 12, 30000);
+    fake_stop(&f);
+    ck_assert_str_eq(r->out, "HELLO ");
+    ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, "6 of 12") != NULL, "stderr: %s", r->err);
+    free(r);
+}
+END_TEST
+
 /* Start argv with the given descriptors as stdin, stdout and stderr, SIGPIPE at its default
  * (the client must ignore it itself). Returns the pid. */
 static pid_t spawn_fds(const char *const argv[], int in, int out, int err)
@@ -844,6 +869,7 @@ static Suite *client_suite(void)
     tcase_add_test(pipe, pipe_hello);
     tcase_add_test(pipe, pipe_binary);
     tcase_add_test(pipe, pipe_unreachable);
+    tcase_add_test(pipe, pipe_reply_cut_short);
     tcase_add_test(pipe, pipe_stdout_closed);
     suite_add_tcase(s, pipe);
     tcase_set_timeout(tty, 60);

@@ -82,22 +82,55 @@ static int wait_input(int fd)
     }
 }
 
-/* Send one line and print its reply. Returns 1 on success, 0 if the server closed, -errno. */
-static int exchange(int fd, const char *line, size_t len)
+/* Send what fits of line[*sent..len) without blocking. Returns 0, or -errno (-EPIPE: the
+ * server is gone). */
+static int send_some(int fd, const char *line, size_t len, size_t *sent)
+{
+    ssize_t n = send(fd, line + *sent, len - *sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+    *sent += (size_t)n;
+    return 0;
+}
+
+/* Print what arrived of the reply, at most want bytes. Returns the count, 0 when the server
+ * closed, -EAGAIN when nothing was there, -errno. */
+static ssize_t print_some(int fd, size_t want)
 {
     char buf[4096];
-    size_t got = 0;
-    int rc = net_send_all(fd, line, len);
+    ssize_t n = recv(fd, buf, want < sizeof(buf) ? want : sizeof(buf), MSG_DONTWAIT);
 
-    if (rc < 0)
-        return rc == -EPIPE ? 0 : rc;
+    if (n < 0)
+        return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+    fwrite(buf, 1, (size_t)n, stdout);
+    return n;
+}
+
+/* Send one line and print its reply. Sending and receiving interleave: the server answers as
+ * it reads, so a line longer than the socket buffers would deadlock if the whole of it had to
+ * go out before the reply is read. Returns 1 on success, 0 if the server closed, -errno. */
+static int exchange(int fd, const char *line, size_t len)
+{
+    size_t sent = 0, got = 0;
+    int rc;
+
     while (got < len) {
-        size_t want = len - got < sizeof(buf) ? len - got : sizeof(buf);
-        ssize_t n = net_recv(fd, buf, want);
-        if (n <= 0)
-            return (int)n;
-        fwrite(buf, 1, (size_t)n, stdout);
-        got += (size_t)n;
+        struct pollfd p = {.fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0)};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (sent < len && (p.revents & (POLLOUT | POLLERR | POLLHUP)) &&
+            (rc = send_some(fd, line, len, &sent)) < 0)
+            return rc == -EPIPE ? 0 : rc;
+        if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
+            ssize_t n = print_some(fd, len - got);
+            if (n == 0 || (n < 0 && n != -EAGAIN))
+                return (int)n;
+            got += n > 0 ? (size_t)n : 0;
+        }
     }
     if (line[len - 1] != '\n')
         fputc('\n', stdout);

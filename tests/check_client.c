@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -360,6 +361,7 @@ enum fake_kind {
     FAKE_CORRUPT, /* uppercases, but flips one bit at stream byte corrupt_at */
     FAKE_SHORT,   /* answers half of the first 64-byte message, then closes */
     FAKE_HALF,    /* reads everything until EOF, answers the first half of it, then closes */
+    FAKE_UPPER,   /* answers correctly, through socket buffers as small as they get */
 };
 
 struct fake {
@@ -425,6 +427,11 @@ static void fake_start(struct fake *f, enum fake_kind kind, uint64_t corrupt_at)
     ck_assert_int_eq(parse_addr("127.0.0.1", 0, &ss, &len), 0);
     f->lfd = net_listen((struct sockaddr *)&ss, len, 16, false, err, sizeof(err));
     ck_assert_msg(f->lfd >= 0, "%s", err);
+    if (kind == FAKE_UPPER) { /* accepted sockets inherit the listener's buffer sizes */
+        int small = 4096;
+        ck_assert_int_eq(setsockopt(f->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(setsockopt(f->lfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    }
     ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&ss, &len), 0);
     f->port = (uint16_t)net_addr_port((struct sockaddr *)&ss);
     ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
@@ -826,6 +833,63 @@ START_TEST(interactive)
 }
 END_TEST
 
+/* Type a line of n 'a's (and a newline) while reading the terminal; returns how many 'A's
+ * came back within timeout_ms. */
+static size_t pty_long_line(struct pty_child *p, size_t n, int timeout_ms)
+{
+    uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    char chunk[65536], buf[65536];
+    size_t typed = 0, back = 0;
+
+    memset(chunk, 'a', sizeof(chunk));
+    ck_assert_int_eq(net_set_nonblock(p->master, true), 0);
+    while (back < n && clock_now_ns() < deadline) {
+        struct pollfd pfd = {.fd = p->master, .events = POLLIN | (typed <= n ? POLLOUT : 0)};
+        if (poll(&pfd, 1, clock_ms_until(deadline)) <= 0)
+            break;
+        if (pfd.revents & POLLOUT) {
+            size_t want = typed < n ? (n - typed < sizeof(chunk) ? n - typed : sizeof(chunk)) : 1;
+            ssize_t w = write(p->master, typed < n ? chunk : "\n", want);
+            typed += w > 0 ? (size_t)w : 0;
+        }
+        ssize_t r = read(p->master, buf, sizeof(buf));
+        if (r == 0 || (r < 0 && errno != EAGAIN))
+            break; /* EIO: the client is gone */
+        for (ssize_t i = 0; i < r; i++)
+            back += buf[i] == 'A';
+    }
+    ck_assert_int_eq(net_set_nonblock(p->master, false), 0);
+    return back;
+}
+
+/* A line longer than every socket buffer on the way (raw terminal: no line length limit)
+ * comes back whole: the client reads the reply while it sends. */
+START_TEST(interactive_long_line)
+{
+    const size_t n = 8u << 20;
+    struct termios cooked, raw;
+    struct pty_child c;
+    struct fake f;
+
+    fake_start(&f, FAKE_UPPER, 0);
+    pty_start(&c, f.port);
+    ck_assert_msg(pty_wait_for(&c, "> ", 10000), "no prompt: %s", c.out);
+    ck_assert_int_eq(tcgetattr(c.master, &cooked), 0);
+    raw = cooked;
+    raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    ck_assert_int_eq(tcsetattr(c.master, TCSANOW, &raw), 0);
+    size_t back = pty_long_line(&c, n, 30000);
+    ck_assert_msg(back == n, "%zu of %zu bytes came back", back, n);
+    ck_assert_int_eq(tcsetattr(c.master, TCSANOW, &cooked), 0);
+    pty_type(&c, "\x04"); /* Ctrl-D, at the start of a line again */
+    int st = pty_finish(&c, 10000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    fake_stop(&f);
+}
+END_TEST
+
 /* The server closing an idle connection ends the client cleanly, even at the prompt. */
 START_TEST(interactive_server_closes)
 {
@@ -875,6 +939,7 @@ static Suite *client_suite(void)
     tcase_set_timeout(tty, 60);
     tcase_add_test(tty, interactive);
     tcase_add_test(tty, interactive_server_closes);
+    tcase_add_test(tty, interactive_long_line);
     suite_add_tcase(s, tty);
     return s;
 }

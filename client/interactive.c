@@ -18,19 +18,21 @@
 struct linebuf {
     char *data;
     size_t len, cap;
+    size_t scanned; /* data[0..scanned) holds no newline: a long line is searched once */
     bool eof;
 };
 
 /* Length of the first line in b (with its newline), 0 if none is complete. */
-static size_t line_len(const struct linebuf *b)
+static size_t line_len(struct linebuf *b)
 {
     const char *nl;
 
-    if (b->len == 0) /* data may still be NULL */
-        return 0;
-    nl = memchr(b->data, '\n', b->len);
+    if (b->len == b->scanned) /* data may still be NULL */
+        return b->eof ? b->len : 0;
+    nl = memchr(b->data + b->scanned, '\n', b->len - b->scanned);
     if (nl != NULL)
         return (size_t)(nl - b->data) + 1;
+    b->scanned = b->len;
     return b->eof ? b->len : 0;
 }
 
@@ -152,6 +154,7 @@ static void consume(struct linebuf *b, size_t n)
 {
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
+    b->scanned = 0;
 }
 
 /* The next line from the terminal, waiting for it. Returns its length (0 at EOF), or -1 when

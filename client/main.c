@@ -3,6 +3,7 @@
  * line on stderr, exit 2. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,8 +256,10 @@ int main(int argc, char **argv)
         return load_run(&x.o);
     }
     net_format_addr((const struct sockaddr *)&x.o.addr, peer, sizeof(peer));
+    /* Rounded up: net_connect takes 0 ms as "no timeout", which a tiny --connect-timeout
+     * must not become. */
     fd = net_connect((const struct sockaddr *)&x.o.addr, x.o.addrlen,
-                     (int)(x.o.connect_timeout * 1000), err, sizeof(err));
+                     (int)ceil(x.o.connect_timeout * 1000), err, sizeof(err));
     if (fd < 0) {
         log_error("cannot connect to %s: %s", peer, strerror(-fd));
         return 1;

@@ -740,6 +740,41 @@ START_TEST(pipe_unreachable)
 }
 END_TEST
 
+/* A listener whose accept queue is full, so the kernel drops further SYNs and a connect
+ * hangs: backlog 0 queues one connection, which *held takes. Returns the listener. */
+static int full_listener(uint16_t *port, int *held)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[256];
+    int lfd;
+
+    ck_assert_int_eq(parse_addr("127.0.0.1", 0, &ss, &len), 0);
+    lfd = net_listen((struct sockaddr *)&ss, len, 0, false, err, sizeof(err));
+    ck_assert_msg(lfd >= 0, "%s", err);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&ss, &len), 0);
+    *port = (uint16_t)net_addr_port((struct sockaddr *)&ss);
+    *held = net_connect((struct sockaddr *)&ss, len, 5000, err, sizeof(err));
+    ck_assert_msg(*held >= 0, "%s", err);
+    return lfd;
+}
+
+/* A connect timeout below a millisecond is still a timeout, not "wait forever". */
+START_TEST(pipe_connect_timeout_tiny)
+{
+    uint16_t port;
+    int held, lfd = full_listener(&port, &held);
+
+    const char *const args[] = {"-p", port_str(port), "--connect-timeout", "0.0001", NULL};
+    struct result *r = run_client(args, "x", 1, 10000);
+    ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, "timed out") != NULL, "stderr: %s", r->err);
+    close(held);
+    close(lfd);
+    free(r);
+}
+END_TEST
+
 /* ---- interactive mode, on a pseudo-terminal ---- */
 
 struct pty_child {
@@ -935,6 +970,7 @@ static Suite *client_suite(void)
     tcase_add_test(pipe, pipe_unreachable);
     tcase_add_test(pipe, pipe_reply_cut_short);
     tcase_add_test(pipe, pipe_stdout_closed);
+    tcase_add_test(pipe, pipe_connect_timeout_tiny);
     suite_add_tcase(s, pipe);
     tcase_set_timeout(tty, 60);
     tcase_add_test(tty, interactive);

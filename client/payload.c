@@ -35,18 +35,19 @@ unsigned char payload_reference(unsigned char c)
     return c;
 }
 
-/* One byte of the given class, chosen by r. */
-static unsigned char pick(enum payload_class k, uint64_t r)
-{
-    /* The ASCII bytes that are neither letters nor digits, including the neighbours of 'a'
-     * and 'z' ('`', '{') where an off-by-one transform would show. */
-    static const char other[] = "\t\n\r !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x01\x1b";
+/* The ASCII bytes that are neither letters nor digits: NUL and every control byte (a server
+ * that handles data as C strings or lines shows on them), punctuation, and the neighbours of
+ * a-z ('`', '{') where an off-by-one transform shows. */
+#define OTHER_ASCII_COUNT (128 - 26 - 26 - 10)
 
+/* One byte of the given class, chosen by r; other is the table of PC_OTHER_ASCII. */
+static unsigned char pick(enum payload_class k, uint64_t r, const unsigned char *other)
+{
     switch (k) {
     case PC_LOWER: return (unsigned char)('a' + r % 26);
     case PC_UPPER: return (unsigned char)('A' + r % 26);
     case PC_DIGIT: return (unsigned char)('0' + r % 10);
-    case PC_OTHER_ASCII: return (unsigned char)other[r % (sizeof(other) - 1)];
+    case PC_OTHER_ASCII: return other[r % OTHER_ASCII_COUNT];
     default: return (unsigned char)(0x80 + r % 128);
     }
 }
@@ -54,7 +55,9 @@ static unsigned char pick(enum payload_class k, uint64_t r)
 int payload_init(struct payload *p, uint64_t seed)
 {
     size_t len = PAYLOAD_PERIOD + PAYLOAD_EXT;
+    unsigned char other[OTHER_ASCII_COUNT];
     uint64_t state = seed;
+    unsigned n = 0;
 
     p->src = malloc(len);
     p->want = malloc(len);
@@ -62,9 +65,12 @@ int payload_init(struct payload *p, uint64_t seed)
         payload_free(p);
         return -ENOMEM;
     }
+    for (unsigned c = 0; c < 0x80; c++)
+        if (payload_class_of((unsigned char)c) == PC_OTHER_ASCII)
+            other[n++] = (unsigned char)c;
     for (size_t i = 0; i < PAYLOAD_PERIOD; i++) {
         uint64_t r = mix_next(&state);
-        p->src[i] = pick((enum payload_class)((r >> 32) % PC_COUNT), r & 0xffffffffu);
+        p->src[i] = pick((enum payload_class)((r >> 32) % PC_COUNT), r & 0xffffffffu, other);
     }
     /* The tail repeats the head so PAYLOAD_EXT bytes read contiguously from any offset. */
     memcpy(p->src + PAYLOAD_PERIOD, p->src, PAYLOAD_EXT);

@@ -17,9 +17,6 @@
 #include "log.h"
 #include "net.h"
 
-/* Most latency stamps a stream connection keeps: it never has more messages in flight. */
-#define MAX_RING 4096
-
 struct load_ctx {
     struct run run;
     struct payload pay;
@@ -90,10 +87,10 @@ static int worker_init(struct worker *w, struct run *run, unsigned id)
     w->ep = -1;
     hist_init(&w->hist);
     w->nconns = o->conns / nt + (id < o->conns % nt);
-    w->ring =
-        o->mode == LOAD_RR
-            ? 1
-            : (unsigned)(o->window / o->size + 2 < MAX_RING ? o->window / o->size + 2 : MAX_RING);
+    w->ring = o->mode == LOAD_RR
+                  ? 1
+                  : (unsigned)(o->window / o->size + 2 < LOAD_MAX_INFLIGHT ? o->window / o->size + 2
+                                                                           : LOAD_MAX_INFLIGHT);
     w->conns = calloc(w->nconns, sizeof(*w->conns));
     w->stamps = calloc((size_t)w->nconns * w->ring, sizeof(*w->stamps));
     w->buf = malloc(PAYLOAD_EXT);

@@ -15,6 +15,10 @@
 #define LOAD_EXIT_FAILED 1   /* no round trip completed, or a runtime failure */
 #define LOAD_EXIT_MISMATCH 3 /* at least one reply byte was wrong */
 
+/* Most messages a stream connection keeps in flight: each needs a latency stamp, and the
+ * stamps are allocated up front. A larger --window is capped to this many messages. */
+#define LOAD_MAX_INFLIGHT 4096
+
 enum load_mode { LOAD_RR, LOAD_STREAM };
 
 struct load_opts {
@@ -26,9 +30,10 @@ struct load_opts {
     unsigned threads;
     size_t size;
     enum load_mode mode;
-    double rate;     /* total messages per second, 0 = closed loop */
-    size_t window;   /* stream: bytes in flight per connection */
-    double duration; /* seconds; 0 when messages is set */
+    double rate;        /* total messages per second, 0 = closed loop */
+    size_t window;      /* stream: bytes in flight per connection (after the cap) */
+    bool window_capped; /* --window was lowered to LOAD_MAX_INFLIGHT messages */
+    double duration;    /* seconds; 0 when messages is set */
     uint64_t messages;
     uint64_t seed;
     double connect_timeout;

@@ -52,8 +52,8 @@ static void usage(FILE *f)
             "                          stream: keep up to --window bytes in flight [rr]\n"
             "      --rate R            rr open loop: R messages/s in total, latency from each\n"
             "                          message's intended send time [closed loop]\n"
-            "      --window BYTES      stream: bytes in flight per connection\n"
-            "                          [max(262144, 2*SIZE)]\n"
+            "      --window BYTES      stream: bytes in flight per connection, at most 4096\n"
+            "                          messages [max(262144, 2*SIZE)]\n"
             "      --json FILE|-       also write the results as one JSON line (- = stdout)\n"
             "      --seed N            payload seed; same seed, same bytes [1]\n"
             "\n"
@@ -192,6 +192,11 @@ static void check_load(struct cli *x)
         cli_usage_error("--window applies to --mode stream only");
     if (!x->window_set)
         o->window = o->size * 2 > DEFAULT_WINDOW ? o->size * 2 : DEFAULT_WINDOW;
+    /* The window the run really keeps, so the report never shows one it did not use. */
+    if (o->mode == LOAD_STREAM && o->window / o->size > LOAD_MAX_INFLIGHT) {
+        o->window = LOAD_MAX_INFLIGHT * o->size;
+        o->window_capped = true;
+    }
     if (o->threads == 0)
         o->threads = cpus > 0 ? (unsigned)cpus : 1;
     /* NOTE: more threads than connections would idle; use at most one per connection. */

@@ -30,7 +30,11 @@ static void human_params(FILE *f, const struct load_opts *o)
                 "intended send time\n",
                 o->rate);
     if (o->mode == LOAD_STREAM)
-        fprintf(f, "  window       %zu bytes in flight per connection\n", o->window);
+        fprintf(f, "  window       %zu bytes in flight per connection", o->window);
+    if (o->mode == LOAD_STREAM && o->window_capped)
+        fprintf(f, " (capped: at most %d messages in flight)", LOAD_MAX_INFLIGHT);
+    if (o->mode == LOAD_STREAM)
+        fprintf(f, "\n");
 }
 
 void report_human(FILE *f, const struct load_opts *o, const struct load_result *r)

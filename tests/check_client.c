@@ -235,6 +235,28 @@ START_TEST(load_stream_small_window)
 }
 END_TEST
 
+/* The latency stamps bound the messages in flight per connection (4096): a window holding
+ * more 1-byte messages than that is not what the run used, and the report must say so. */
+START_TEST(load_stream_window_capped)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {
+        "load",  "-p",     port_str(s.port), "-c",       "1",      "-s",     "1", "-n",
+        "20000", "--mode", "stream",         "--window", "100000", "--json", "-", NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    check_clean(r, 1);
+    ck_assert(jres(r->json, "messages") == 20000);
+    ck_assert_msg(jparam(r->json, "window") == 4096, "window %g", jparam(r->json, "window"));
+    ck_assert_msg(strstr(r->out, "window       4096 bytes") != NULL, "%s", r->out);
+    ck_assert_msg(strstr(r->out, "capped") != NULL, "%s", r->out);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
 /* -n: exactly that many round trips in total, then the run ends by itself. */
 START_TEST(load_messages)
 {
@@ -952,6 +974,7 @@ static Suite *client_suite(void)
     tcase_add_test(load, load_rr);
     tcase_add_test(load, load_stream);
     tcase_add_test(load, load_stream_small_window);
+    tcase_add_test(load, load_stream_window_capped);
     tcase_add_test(load, load_messages);
     tcase_add_test(load, load_rate);
     tcase_add_test(load, load_starved);

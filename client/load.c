@@ -321,19 +321,12 @@ static int run_workers(struct load_ctx *x, struct load_result *r)
     return 0;
 }
 
-/* Print the human summary and the JSON where asked. Returns 0 or -errno (JSON file). */
-static int load_report(const struct load_opts *o, const struct load_result *r)
+/* Write the JSON line to the file o->json. Returns 0 or -errno. */
+static int json_file(const struct load_opts *o, const struct load_result *r)
 {
-    FILE *f;
+    FILE *f = fopen(o->json, "w");
 
-    report_human(stdout, o, r);
-    if (o->json == NULL)
-        return 0;
-    if (strcmp(o->json, "-") == 0) {
-        report_json(stdout, o, r);
-        return fflush(stdout) == 0 ? 0 : -errno;
-    }
-    if ((f = fopen(o->json, "w")) == NULL)
+    if (f == NULL)
         return -errno;
     report_json(f, o, r);
     if (ferror(f)) {
@@ -341,6 +334,30 @@ static int load_report(const struct load_opts *o, const struct load_result *r)
         return -EIO;
     }
     return fclose(f) == 0 ? 0 : -errno;
+}
+
+/* Print the human summary and the JSON where asked. Returns 0, or -1 with the cause on stderr:
+ * results that were not written must not pass for a success. */
+static int load_report(const struct load_opts *o, const struct load_result *r)
+{
+    bool json_stdout = o->json != NULL && strcmp(o->json, "-") == 0;
+    int rc;
+
+    errno = 0;
+    report_human(stdout, o, r);
+    if (json_stdout)
+        report_json(stdout, o, r);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        log_error("write stdout: %s", strerror(errno != 0 ? errno : EIO));
+        return -1;
+    }
+    if (o->json == NULL || json_stdout)
+        return 0;
+    if ((rc = json_file(o, r)) < 0) {
+        log_error("--json %s: %s", o->json, strerror(-rc));
+        return -1;
+    }
+    return 0;
 }
 
 /* The exit status, with the reason on stderr when it is not 0. */
@@ -382,10 +399,8 @@ int load_run(const struct load_opts *o)
     if (r->interrupted)
         log_error("interrupted: the figures cover the run until the signal");
     status = load_verdict(o, r);
-    if ((rc = load_report(o, r)) < 0) {
-        log_error("--json %s: %s", o->json, strerror(-rc));
-        status = status == LOAD_EXIT_OK ? LOAD_EXIT_FAILED : status;
-    }
+    if (load_report(o, r) < 0 && status == LOAD_EXIT_OK)
+        status = LOAD_EXIT_FAILED;
     ctx_free(&x);
     free(r);
     return status;

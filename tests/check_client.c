@@ -166,6 +166,37 @@ static const char *port_str(uint16_t port)
     return port_buf;
 }
 
+/* Start argv with the given descriptors as stdin, stdout and stderr, SIGPIPE at its default
+ * (the client must ignore it itself). Returns the pid. */
+static pid_t spawn_fds(const char *const argv[], int in, int out, int err)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait for pid on a pidfd up to timeout_ms; returns the wait status, -1 if it had to be killed. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int pfd = pidfd_open(pid, 0), st = -1;
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+
+    ck_assert_int_ge(pfd, 0);
+    if (poll(&p, 1, timeout_ms) != 1)
+        kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    close(pfd);
+    return p.revents & POLLIN ? st : -1;
+}
+
 /* ---- load mode against the real server ---- */
 
 START_TEST(load_rr)
@@ -373,6 +404,36 @@ START_TEST(load_ipv6)
     ck_assert_ptr_nonnull(strstr(r->json, "\"host\":\"::1\""));
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
+}
+END_TEST
+
+/* A summary that cannot be written (stdout's reader is gone) is a failure: the results are
+ * lost, so exit 0 would pass an unseen run for a good one. */
+START_TEST(load_stdout_closed)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    int out[2], err[2], in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char msg[1024] = "";
+    struct tu_proc s;
+
+    ck_assert_int_ge(in, 0);
+    tu_server_start(&s, srv);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    close(out[0]);
+    const char *const argv[] = {
+        tu_client_path(), "load", "-p", port_str(s.port), "-c", "1", "-s", "64", "-n", "10", NULL};
+    pid_t pid = spawn_fds(argv, in, out[1], err[1]);
+    close(in);
+    close(out[1]);
+    close(err[1]);
+    int st = wait_exit(pid, 30000);
+    ssize_t n = read(err[0], msg, sizeof(msg) - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(err[0]);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, msg);
+    ck_assert_msg(strstr(msg, "stdout") != NULL, "stderr: %s", msg);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
 }
 END_TEST
 
@@ -681,37 +742,6 @@ START_TEST(pipe_reply_cut_short)
 }
 END_TEST
 
-/* Start argv with the given descriptors as stdin, stdout and stderr, SIGPIPE at its default
- * (the client must ignore it itself). Returns the pid. */
-static pid_t spawn_fds(const char *const argv[], int in, int out, int err)
-{
-    pid_t pid = fork();
-
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        signal(SIGPIPE, SIG_DFL);
-        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-            _exit(126);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Wait for pid on a pidfd up to timeout_ms; returns the wait status, -1 if it had to be killed. */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-    int pfd = pidfd_open(pid, 0), st = -1;
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-
-    ck_assert_int_ge(pfd, 0);
-    if (poll(&p, 1, timeout_ms) != 1)
-        kill(pid, SIGKILL);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    close(pfd);
-    return p.revents & POLLIN ? st : -1;
-}
-
 /* stdout closed by its reader (`| head -c1`) while stdin still flows: the client ends at once,
  * blaming stdout, not the server. */
 START_TEST(pipe_stdout_closed)
@@ -980,6 +1010,7 @@ static Suite *client_suite(void)
     tcase_add_test(load, load_starved);
     tcase_add_test(load, load_json_file);
     tcase_add_test(load, load_ipv6);
+    tcase_add_test(load, load_stdout_closed);
     suite_add_tcase(s, load);
     tcase_set_timeout(bad, 60);
     tcase_add_test(bad, detects_echo_server);

@@ -84,6 +84,13 @@ struct worker {
     struct hist hist;
 };
 
+/* Set up worker number id of run (its share of the connections, not yet connected; its epoll
+ * set, watching run->stop_fd). Returns 0 or -errno; worker_free releases what was set up. */
+int worker_init(struct worker *w, struct run *run, unsigned id);
+
+/* Release what worker_init set up (connections must be closed: worker_run does it). */
+void worker_free(struct worker *w);
+
 /* Establish every connection of w (non-blocking, in parallel, with the retry policy). Returns
  * 0, or -ECANCELED when the run was stopped meanwhile. */
 int connect_all(struct worker *w);

@@ -77,7 +77,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int worker_init(struct worker *w, struct run *run, unsigned id)
+int worker_init(struct worker *w, struct run *run, unsigned id)
 {
     const struct load_opts *o = run->o;
     unsigned nt = run->nthreads;
@@ -119,7 +119,7 @@ static int worker_init(struct worker *w, struct run *run, unsigned id)
     return 0;
 }
 
-static void worker_free(struct worker *w)
+void worker_free(struct worker *w)
 {
     if (w->ep >= 0)
         close(w->ep);

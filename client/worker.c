@@ -286,7 +286,9 @@ int worker_wait(int ep, struct epoll_event *evs, int max, uint64_t timeout_ns)
 }
 
 /* First messages: rr sends at once (or at the connection's phase with --rate, spreading the
- * connections evenly over one interval); stream fills its window. */
+ * connections evenly over one interval); stream fills its window. A closed loop stamps each
+ * with the clock, not start: this thread may wake from the start gate late, and each send
+ * takes a while, so the last connections' first messages go out well after start. */
 static void worker_begin(struct worker *w, uint64_t start)
 {
     const struct load_opts *o = w->run->o;
@@ -296,9 +298,9 @@ static void worker_begin(struct worker *w, uint64_t start)
         if (c->state != C_OPEN)
             continue;
         if (o->mode == LOAD_STREAM) {
-            stream_fill(w, c, start);
+            stream_fill(w, c, clock_now_ns());
         } else if (w->interval_ns == 0) {
-            rr_start(w, c, start);
+            rr_start(w, c, clock_now_ns());
         } else {
             c->due_ns = start + (uint64_t)((double)c->index * (double)w->interval_ns / o->conns);
             if (sched_push(&w->sched, c->due_ns, c) < 0)

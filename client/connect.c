@@ -104,12 +104,15 @@ static void connect_failed(struct worker *w, struct conn *c, int e, uint64_t now
                           memory_order_relaxed);
 }
 
-/* EPOLLOUT on a connecting socket: the handshake finished one way or the other. */
+/* An event while connecting: on a connecting socket, the handshake finished one way or the
+ * other. */
 static void connect_event(struct worker *w, struct conn *c, uint64_t now)
 {
     int soerr = 0;
     socklen_t len = sizeof(soerr);
 
+    if (c->state == C_OPEN) /* established earlier, since closed or reset by the server */
+        conn_idle_event(w, c);
     if (c->state != C_CONNECTING)
         return;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)

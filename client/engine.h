@@ -101,6 +101,11 @@ void worker_run(struct worker *w, uint64_t start_ns, uint64_t deadline_ns);
 /* Count one error of the kind fitting errno value e (positive) on a data connection. */
 void worker_count_errno(struct worker *w, int e);
 
+/* Before the run: c is open and idle, yet readable. Reads what the server did (closed, reset,
+ * sent unasked bytes) and closes c with that error counted; a stale wake-up changes nothing.
+ * A level-triggered event left unread would fire at every wait until the run starts. */
+void conn_idle_event(struct worker *w, struct conn *c);
+
 /* Close c's socket; active connections are counted down. */
 void conn_close(struct worker *w, struct conn *c, enum conn_state final);
 

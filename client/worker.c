@@ -240,6 +240,15 @@ static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
     }
 }
 
+void conn_idle_event(struct worker *w, struct conn *c)
+{
+    uint64_t now;
+
+    /* With nothing sent, conn_recv reads at most one byte and can only close c, counting what
+     * it found (EOF: other, a reset, unasked bytes: a mismatch), or find nothing. */
+    (void)conn_recv(w, c, &now);
+}
+
 static void conn_event(struct worker *w, struct conn *c, uint32_t events)
 {
     bool rr = w->run->o->mode == LOAD_RR;
@@ -295,6 +304,9 @@ static void worker_begin(struct worker *w, uint64_t start)
 
     for (unsigned i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
+        /* Closed by the server while waiting at the start gate: not a short reply. */
+        if (c->state == C_OPEN)
+            conn_idle_event(w, c);
         if (c->state != C_OPEN)
             continue;
         if (o->mode == LOAD_STREAM) {

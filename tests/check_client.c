@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -436,6 +437,42 @@ START_TEST(load_stdout_closed)
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, msg);
     ck_assert_msg(strstr(msg, "stdout") != NULL, "stderr: %s", msg);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+}
+END_TEST
+
+/* CPU seconds (user + system) of the children waited for so far. */
+static double children_cpu_s(void)
+{
+    struct rusage ru;
+
+    ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* While some connections are still connecting, the server closes others that are open and
+ * idle (a one-worker server with a short idle timeout; the last connection's SYN is dropped by
+ * the full backlog and times out). The client must wait without spinning on those closed
+ * connections, and must not count them as short replies: no request was ever sent on them. */
+START_TEST(load_closed_while_connecting)
+{
+    static const char *const srv[] = {
+        "-w", "1", "-q", "1", "--backlog", "1", "--idle-timeout", "0.05", "--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {
+        "load", "-p",  port_str(s.port),    "-c",  "5",      "-t", "1", "-s", "64",
+        "-d",   "0.1", "--connect-timeout", "0.9", "--json", "-",  NULL};
+    double cpu0 = children_cpu_s();
+    struct result *r = run_client(args, NULL, 0, 30000);
+    double cpu = children_cpu_s() - cpu0;
+    check_json_sane(r->json);
+    ck_assert_msg(cpu < 0.4, "the client burnt %.2f s of CPU waiting for %.2f s", cpu, r->wall_s);
+    ck_assert_msg(jres(r->json, "connect_timeouts") >= 1, "%s", r->json);
+    ck_assert_msg(jres(r->json, "short_replies") == 0, "%s", r->json);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
 }
 END_TEST
 
@@ -1060,6 +1097,7 @@ static Suite *client_suite(void)
     tcase_add_test(load, load_json_file);
     tcase_add_test(load, load_ipv6);
     tcase_add_test(load, load_stdout_closed);
+    tcase_add_test(load, load_closed_while_connecting);
     suite_add_tcase(s, load);
     tcase_set_timeout(bad, 60);
     tcase_add_test(bad, detects_echo_server);

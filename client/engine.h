@@ -79,6 +79,7 @@ struct worker {
     uint64_t bytes;
     unsigned connected;
     unsigned starved;
+    uint64_t unsent; /* --rate: messages due before the end, never sent */
     uint64_t end_ns; /* when the measured loop ended */
     char cause[160];
     struct hist hist;

@@ -282,6 +282,7 @@ static void collect(struct load_ctx *x, struct load_result *r)
         r->err.other += w->err.other;
         r->connected += w->connected;
         r->starved += w->starved;
+        r->unsent += w->unsent;
         if (r->cause[0] == '\0' && w->cause[0] != '\0')
             snprintf(r->cause, sizeof(r->cause), "%s", w->cause);
         end = w->end_ns > end ? w->end_ns : end;

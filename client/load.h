@@ -59,6 +59,7 @@ struct load_result {
     struct load_errors err;
     unsigned connected;
     unsigned starved; /* connected, had a message out, never completed one */
+    uint64_t unsent;  /* --rate: messages due before the end that were never sent */
     double cpu_s;     /* this process's user + system CPU over the measured run */
     bool interrupted; /* stopped early by SIGINT/SIGTERM */
     char cause[160];  /* the first connect failure, for the message when none connected */

@@ -48,6 +48,11 @@ void report_human(FILE *f, const struct load_opts *o, const struct load_result *
             "in %.3f s)\n",
             per_s((double)r->messages, r->elapsed_s), per_s((double)r->bytes, r->elapsed_s) / 1e6,
             (unsigned long long)r->messages, (unsigned long long)r->bytes, r->elapsed_s);
+    if (r->unsent > 0)
+        fprintf(f,
+                "  behind       %llu messages due by the end were never sent: the server did not "
+                "keep up with --rate, and the latency below covers only the messages sent\n",
+                (unsigned long long)r->unsent);
     if (hist_count(h) > 0)
         fprintf(f,
                 "  latency (us) min %.1f  mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f"

@@ -334,13 +334,28 @@ static void worker_due(struct worker *w, uint64_t now)
     }
 }
 
-/* Close every connection; the ones still waiting for their first reply are the starved. */
-static void worker_end(struct worker *w)
+/* --rate: the messages of c that came due before end while it still waited for a late reply,
+ * so were never sent (c->due_ns is the intended time of the message in flight). A connection
+ * that is idle at the end was on time. */
+static uint64_t rate_unsent(const struct worker *w, const struct conn *c, uint64_t end)
+{
+    uint64_t next;
+
+    if (w->interval_ns == 0 || c->state != C_OPEN || c->limit == c->recvd)
+        return 0;
+    next = c->due_ns + w->interval_ns;
+    return next < end ? (end - next - 1) / w->interval_ns + 1 : 0;
+}
+
+/* Close every connection; the ones still waiting for their first reply are the starved. end:
+ * when the measured run ended (the deadline, or earlier). */
+static void worker_end(struct worker *w, uint64_t end)
 {
     for (unsigned i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (c->state == C_OPEN && c->limit > 0 && c->msgs == 0)
             w->starved++;
+        w->unsent += rate_unsent(w, c, end);
         conn_close(w, c, c->state == C_OPEN ? C_DONE : (enum conn_state)c->state);
     }
 }
@@ -378,5 +393,5 @@ void worker_run(struct worker *w, uint64_t start, uint64_t deadline)
             worker_due(w, now);
     }
     w->end_ns = now;
-    worker_end(w);
+    worker_end(w, now < deadline ? now : deadline);
 }

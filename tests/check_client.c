@@ -340,6 +340,32 @@ START_TEST(load_rate)
 }
 END_TEST
 
+/* --rate far above what one connection can do: the schedule falls behind, the messages due
+ * but never sent are not in the figures, and the summary must say so rather than pass the
+ * percentiles of the messages that did go out for the whole picture. */
+START_TEST(load_rate_behind)
+{
+    static const char *const srv[] = {"--quiet", NULL};
+    struct tu_proc s;
+
+    tu_server_start(&s, srv);
+    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",      "1", "-s", "64",
+                                "-d",   "0.3", "--rate",         "1000000", NULL};
+    struct result *r = run_client(args, NULL, 0, 30000);
+    ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->out, "never sent") != NULL, "%s", r->out);
+    free(r);
+    /* A rate the server keeps up with (a reply within 50 ms): no such line. */
+    const char *const easy[] = {"load", "-p",  port_str(s.port), "-c", "1", "-s", "64",
+                                "-d",   "0.3", "--rate",         "20", NULL};
+    r = run_client(easy, NULL, 0, 30000);
+    ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->out, "never sent") == NULL, "%s", r->out);
+    ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
+    free(r);
+}
+END_TEST
+
 /* More connections than workers: the extra ones are never served, the client says so and
  * still stops at its deadline. */
 START_TEST(load_starved)
@@ -1093,6 +1119,7 @@ static Suite *client_suite(void)
     tcase_add_test(load, load_stream_window_capped);
     tcase_add_test(load, load_messages);
     tcase_add_test(load, load_rate);
+    tcase_add_test(load, load_rate_behind);
     tcase_add_test(load, load_starved);
     tcase_add_test(load, load_json_file);
     tcase_add_test(load, load_ipv6);

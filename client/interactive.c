@@ -60,7 +60,8 @@ static int fill(struct linebuf *b)
 }
 
 /* Wait until stdin has input or the socket has news (only EOF or a reset can come unasked).
- * Returns 1 for stdin, 0 when the server closed, -errno on error. */
+ * Returns 1 for stdin, 0 when the server closed, -EPROTO when it sent bytes nobody asked for
+ * (left unread, they would wake poll at once, forever), -errno on error. */
 static int wait_input(int fd)
 {
     struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
@@ -76,6 +77,8 @@ static int wait_input(int fd)
             ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
             if (n == 0)
                 return 0;
+            if (n > 0)
+                return -EPROTO;
             if (n < 0 && errno != EAGAIN && errno != EINTR)
                 return -errno;
         }
@@ -200,7 +203,9 @@ int interactive_run(int fd, const char *peer)
             break;
         }
         if (rc < 0) {
-            log_error("%s: %s", peer, strerror(-rc));
+            log_error("%s: %s", peer,
+                      rc == -EPROTO ? "sent bytes nobody asked for (not a sockpool server?)"
+                                    : strerror(-rc));
             status = 1;
             break;
         }

@@ -510,6 +510,7 @@ enum fake_kind {
     FAKE_SHORT,   /* answers half of the first 64-byte message, then closes */
     FAKE_HALF,    /* reads everything until EOF, answers the first half of it, then closes */
     FAKE_UPPER,   /* answers correctly, through socket buffers as small as they get */
+    FAKE_BANNER,  /* sends a line nobody asked for, then reads until EOF */
 };
 
 struct fake {
@@ -533,6 +534,13 @@ static void *fake_main(void *arg)
         return NULL;
     (void)net_set_timeout(fd, SO_RCVTIMEO, 10);
     (void)net_set_timeout(fd, SO_SNDTIMEO, 10);
+    if (f->kind == FAKE_BANNER) {
+        (void)net_send_all(fd, "220 hello\r\n", 11);
+        while (net_recv(fd, buf, sizeof(buf)) > 0)
+            ;
+        close(fd);
+        return NULL;
+    }
     if (f->kind == FAKE_HALF) {
         size_t n = tu_recv_n(fd, buf, sizeof(buf)); /* up to the client's half-close */
         upper_inplace(buf, n);
@@ -1060,6 +1068,23 @@ static size_t pty_long_line(struct pty_child *p, size_t n, int timeout_ms)
     return back;
 }
 
+/* A server that speaks first (not a sockpool server: an SMTP or SSH port by mistake) is
+ * named and left, not polled at full speed until the user types something. */
+START_TEST(interactive_unasked_data)
+{
+    struct pty_child c;
+    struct fake f;
+
+    fake_start(&f, FAKE_BANNER, 0);
+    pty_start(&c, f.port);
+    bool said = pty_wait_for(&c, "nobody asked for", 10000);
+    int st = pty_finish(&c, 10000);
+    fake_stop(&f);
+    ck_assert_msg(said, "%s", c.out);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, c.out);
+}
+END_TEST
+
 /* A line longer than every socket buffer on the way (raw terminal: no line length limit)
  * comes back whole: the client reads the reply while it sends. */
 START_TEST(interactive_long_line)
@@ -1147,6 +1172,7 @@ static Suite *client_suite(void)
     tcase_add_test(tty, interactive);
     tcase_add_test(tty, interactive_server_closes);
     tcase_add_test(tty, interactive_long_line);
+    tcase_add_test(tty, interactive_unasked_data);
     suite_add_tcase(s, tty);
     return s;
 }

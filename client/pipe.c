@@ -110,8 +110,12 @@ static int check_length(const char *peer, uint64_t sent, uint64_t got)
 {
     if (got == sent)
         return 0;
-    log_error("%s: the reply ended after %llu of %llu bytes", peer, (unsigned long long)got,
-              (unsigned long long)sent);
+    if (got < sent)
+        log_error("%s: the reply ended after %llu of %llu bytes", peer, (unsigned long long)got,
+                  (unsigned long long)sent);
+    else
+        log_error("%s: %llu reply bytes for %llu sent (not a sockpool server?)", peer,
+                  (unsigned long long)got, (unsigned long long)sent);
     return 1;
 }
 

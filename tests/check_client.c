@@ -858,6 +858,14 @@ START_TEST(pipe_reply_cut_short)
     ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "6 of 12") != NULL, "stderr: %s", r->err);
     free(r);
+    /* And a reply longer than the input (a server that is not sockpool's). */
+    fake_start(&f, FAKE_BANNER, 0);
+    const char *const other[] = {"-p", port_str(f.port), NULL};
+    r = run_client(other, "hello\n", 6, 30000);
+    fake_stop(&f);
+    ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->err, "11 reply bytes for 6") != NULL, "stderr: %s", r->err);
+    free(r);
 }
 END_TEST
 

@@ -8,7 +8,7 @@
 void hist_init(struct hist *h)
 {
     atomic_init(&h->count, 0);
-    atomic_init(&h->sum_ns, 0);
+    atomic_init(&h->sum_ns, 0.0);
     atomic_init(&h->min_ns, UINT64_MAX);
     atomic_init(&h->max_ns, 0);
     for (unsigned i = 0; i < HIST_BUCKETS; i++)
@@ -27,7 +27,8 @@ void hist_merge(struct hist *dst, const struct hist *src)
         hist_add_(&dst->bucket[i], b);
     }
     hist_add_(&dst->count, n);
-    hist_add_(&dst->sum_ns, LOAD(src->sum_ns));
+    atomic_store_explicit(&dst->sum_ns, LOAD(dst->sum_ns) + LOAD(src->sum_ns),
+                          memory_order_relaxed);
     if (LOAD(src->min_ns) < LOAD(dst->min_ns))
         atomic_store_explicit(&dst->min_ns, LOAD(src->min_ns), memory_order_relaxed);
     if (LOAD(src->max_ns) > LOAD(dst->max_ns))
@@ -53,7 +54,7 @@ double hist_mean(const struct hist *h)
 {
     uint64_t n = LOAD(h->count);
 
-    return n == 0 ? 0.0 : (double)LOAD(h->sum_ns) / (double)n;
+    return n == 0 ? 0.0 : LOAD(h->sum_ns) / (double)n;
 }
 
 uint64_t hist_bucket_low(unsigned i)

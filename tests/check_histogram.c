@@ -177,6 +177,26 @@ START_TEST(extremes)
 }
 END_TEST
 
+/* A long --rate run against a server that cannot keep up: latencies grow to hours, and
+ * millions of them add up past 2^64 ns. The mean must not wrap around. */
+START_TEST(mean_past_2_64_ns)
+{
+    const uint64_t lat = 10000000000000ull; /* 10^4 s */
+    const int n = 2000000;                  /* sum 2 * 10^19 > 2^64 */
+    struct hist *h = hist_new(), *m = hist_new();
+
+    for (int i = 0; i < n; i++)
+        hist_record(h, lat);
+    ck_assert_uint_eq(hist_count(h), (uint64_t)n);
+    assert_close(hist_mean(h), (double)lat, 1e-9, "mean");
+    hist_merge(m, h);
+    hist_merge(m, h);
+    assert_close(hist_mean(m), (double)lat, 1e-9, "merged mean");
+    free(h);
+    free(m);
+}
+END_TEST
+
 /* Per-thread histograms merged equal one histogram of every sample. */
 START_TEST(merge_equals_whole)
 {
@@ -269,6 +289,7 @@ static Suite *histogram_suite(void)
     tcase_add_test(tc, buckets_contiguous);
     tcase_add_test(tc, fixed_memory);
     tcase_add_test(tc, extremes);
+    tcase_add_test(tc, mean_past_2_64_ns);
     tcase_add_test(tc, merge_equals_whole);
     tcase_add_test(tc, merge_while_recording);
     suite_add_tcase(s, tc);

@@ -131,6 +131,11 @@ void report_json(FILE *f, const struct load_opts *o, const struct load_result *r
     json_params(f, o);
     fprintf(f, "\"elapsed_s\":%.6f,\"messages\":%llu,\"bytes\":%llu,", r->elapsed_s,
             (unsigned long long)r->messages, (unsigned long long)r->bytes);
+    /* --rate only: messages due before the end that were never sent (the server fell behind). */
+    if (o->rate > 0)
+        fprintf(f, "\"unsent\":%llu,", (unsigned long long)r->unsent);
+    else
+        fprintf(f, "\"unsent\":null,");
     num(f, "msgs_per_s", true, per_s((double)r->messages, r->elapsed_s), ",");
     num(f, "mb_per_s", true, per_s((double)r->bytes, r->elapsed_s) / 1e6, ",");
     json_latency(f, &r->hist);

@@ -350,17 +350,19 @@ START_TEST(load_rate_behind)
 
     tu_server_start(&s, srv);
     const char *const args[] = {"load", "-p",  port_str(s.port), "-c",      "1", "-s", "64",
-                                "-d",   "0.3", "--rate",         "1000000", NULL};
+                                "-d",   "0.3", "--rate",         "1000000", "--json", "-", NULL};
     struct result *r = run_client(args, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") != NULL, "%s", r->out);
+    ck_assert_msg(jres(r->json, "unsent") > 0, "%s", r->json);
     free(r);
     /* A rate the server keeps up with (a reply within 50 ms): no such line. */
     const char *const easy[] = {"load", "-p",  port_str(s.port), "-c", "1", "-s", "64",
-                                "-d",   "0.3", "--rate",         "20", NULL};
+                                "-d",   "0.3", "--rate",         "20", "--json", "-", NULL};
     r = run_client(easy, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") == NULL, "%s", r->out);
+    ck_assert_msg(jres(r->json, "unsent") == 0, "%s", r->json);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
 }

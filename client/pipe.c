@@ -119,6 +119,17 @@ static int check_length(const char *peer, uint64_t sent, uint64_t got)
     return 1;
 }
 
+/* End the run early: the uploader may be blocked in read(stdin) for ever, so it is cancelled
+ * (read and send are cancellation points, and it holds no lock and no resource of its own),
+ * then joined, so nothing is left running or allocated when the process exits. */
+static void stop_uploader(pthread_t thr, struct upload *u)
+{
+    (void)shutdown(u->fd, SHUT_RDWR); /* a send blocked on a full socket returns */
+    (void)pthread_cancel(thr);
+    (void)pthread_join(thr, NULL);
+    free(u);
+}
+
 int pipe_run(int fd, const char *peer)
 {
     struct upload *u = calloc(1, sizeof(*u));
@@ -139,15 +150,16 @@ int pipe_run(int fd, const char *peer)
     rc = download(fd, buf, &got, &what);
     free(buf);
     if (rc < 0 && what == WRITE_STDOUT) {
-        /* Our reader went away (`| head -c1`): not the server's fault. The uploader may be
-         * blocked on stdin forever, so it is not joined; exit ends it. */
+        /* Our reader went away (`| head -c1`): not the server's fault. */
         log_error("write stdout: %s", strerror(-rc));
+        stop_uploader(thr, u);
         return 1;
     }
     if (!atomic_load(&u->finishing)) {
         /* The reply ended while stdin still flows: the server gave up early. */
         log_error("%s: %s before the input ended", peer,
                   rc < 0 ? strerror(-rc) : "the server closed the connection");
+        stop_uploader(thr, u);
         return 1;
     }
     pthread_join(thr, NULL);

@@ -349,16 +349,16 @@ START_TEST(load_rate_behind)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",      "1", "-s", "64",
-                                "-d",   "0.3", "--rate",         "1000000", "--json", "-", NULL};
+    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",      "1",      "-s", "64",
+                                "-d",   "0.3", "--rate",         "1000000", "--json", "-",  NULL};
     struct result *r = run_client(args, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") != NULL, "%s", r->out);
     ck_assert_msg(jres(r->json, "unsent") > 0, "%s", r->json);
     free(r);
     /* A rate the server keeps up with (a reply within 50 ms): no such line. */
-    const char *const easy[] = {"load", "-p",  port_str(s.port), "-c", "1", "-s", "64",
-                                "-d",   "0.3", "--rate",         "20", "--json", "-", NULL};
+    const char *const easy[] = {"load", "-p",  port_str(s.port), "-c", "1",      "-s", "64",
+                                "-d",   "0.3", "--rate",         "20", "--json", "-",  NULL};
     r = run_client(easy, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") == NULL, "%s", r->out);
@@ -496,7 +496,11 @@ START_TEST(load_closed_while_connecting)
     struct result *r = run_client(args, NULL, 0, 30000);
     double cpu = children_cpu_s() - cpu0;
     check_json_sane(r->json);
-    ck_assert_msg(cpu < 0.4, "the client burnt %.2f s of CPU waiting for %.2f s", cpu, r->wall_s);
+    /* A spinning client burns about its whole wall time. A share, not an absolute bound: under
+     * valgrind the client's start alone costs ~0.4 s of CPU. (The connect timeout stays under
+     * the 1 s SYN retransmission, which would let the dropped connection in.) */
+    ck_assert_msg(cpu < 0.5 * r->wall_s, "the client burnt %.2f s of CPU waiting for %.2f s", cpu,
+                  r->wall_s);
     ck_assert_msg(jres(r->json, "connect_timeouts") >= 1, "%s", r->json);
     ck_assert_msg(jres(r->json, "short_replies") == 0, "%s", r->json);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);

@@ -121,16 +121,6 @@ void queue_counts(struct queue *q, unsigned *waiting, unsigned *unfinished)
     pthread_mutex_unlock(&q->lock);
 }
 
-unsigned queue_len(struct queue *q)
-{
-    unsigned n;
-
-    pthread_mutex_lock(&q->lock);
-    n = q->len;
-    pthread_mutex_unlock(&q->lock);
-    return n;
-}
-
 bool queue_full(struct queue *q)
 {
     bool full;

@@ -56,9 +56,6 @@ void queue_done(struct queue *q);
 /* Read, in one snapshot, the connections waiting and those pushed but not yet done. */
 void queue_counts(struct queue *q, unsigned *waiting, unsigned *unfinished);
 
-/* Number of queued connections right now. */
-unsigned queue_len(struct queue *q);
-
 /* True if a push would not find room right now. */
 bool queue_full(struct queue *q);
 

@@ -25,7 +25,7 @@ FUZZ_SRCS_payload        = client/payload.c
 
 .SECONDEXPANSION:
 # Headers are not tracked per file: any change to one rebuilds the targets.
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(FUZZ_SRCS_$$*) \
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_exit.h $$(FUZZ_SRCS_$$*) \
                       $(wildcard common/*.h server/*.h client/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -lm -o $@

@@ -7,16 +7,8 @@
  * address); never a crash, never another exit code.
  *
  * Input: the arguments, separated by NUL bytes. */
-#include <setjmp.h>
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "fuzz.h"
-
-static jmp_buf fuzz_env;
-static int fuzz_status;
-
-static void fuzz_exit(int status) __attribute__((noreturn));
+#include "fuzz_exit.h"
 
 #define exit fuzz_exit
 #define main client_main
@@ -24,21 +16,6 @@ static void fuzz_exit(int status) __attribute__((noreturn));
 #include "../../client/main.c"
 #undef main
 #undef exit
-
-static void fuzz_exit(int status)
-{
-    fuzz_status = status;
-    longjmp(fuzz_env, 1);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    if (freopen("/dev/null", "w", stdout) == NULL)
-        abort();
-    return 0;
-}
 
 static void check_cli(const struct cli *x)
 {

@@ -7,17 +7,8 @@
  * inside every documented range; never a crash, never another exit code.
  *
  * Input: the arguments, separated by NUL bytes. */
-#include <setjmp.h>
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "fuzz.h"
-
-static jmp_buf fuzz_env;
-static int fuzz_status;
-
-/* Stands for exit() inside main.c. */
-static void fuzz_exit(int status) __attribute__((noreturn));
+#include "fuzz_exit.h"
 
 /* NOTE: compiling another program's main.c into this file is the only way to reach its static
  * parser; the macros are limited to that one include. */
@@ -27,22 +18,6 @@ static void fuzz_exit(int status) __attribute__((noreturn));
 #include "../../server/main.c"
 #undef main
 #undef exit
-
-static void fuzz_exit(int status)
-{
-    fuzz_status = status;
-    longjmp(fuzz_env, 1);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* --help and --version print on stdout: keep the fuzzer's output readable. */
-    if (freopen("/dev/null", "w", stdout) == NULL)
-        abort();
-    return 0;
-}
 
 static void check_config(const struct options *o)
 {

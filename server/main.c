@@ -34,7 +34,12 @@ static void usage(FILE *f)
             "\n"
             "  -b, --bind ADDR         numeric IPv4/IPv6 address or localhost [127.0.0.1]\n"
             "  -p, --port PORT         TCP port, 0 picks a free one [8000]\n"
-            "  -w, --workers N         worker threads, fixed pool, 1..100000 [128]\n"
+            "  -m, --mode MODE         pool (a blocking thread per connection served) or mux\n"
+            "                          (event loops multiplexing many connections) [pool]\n"
+            "  -w, --workers N         pool: worker threads, 1..100000 [128]; mux: event-loop\n"
+            "                          threads [online CPUs]\n"
+            "      --max-conns N       connections served at once; pool: = workers; mux:\n"
+            "                          spread over the loops, 1..1000000 [10000]\n"
             "  -q, --queue N           accepted connections waiting for a worker [1024]\n"
             "      --backlog N         listen(2) backlog [1024]\n"
             "      --idle-timeout SEC  close a connection silent for SEC, 0 = never [120]\n"
@@ -63,12 +68,14 @@ static double seconds(const char *opt, const char *v)
     return d;
 }
 
-enum { OPT_BACKLOG = 256, OPT_IDLE, OPT_SEND, OPT_ON_FULL, OPT_DRAIN, OPT_PORT_FILE, OPT_QUIET };
+enum { OPT_MAX_CONNS = 255, OPT_BACKLOG = 256, OPT_IDLE, OPT_SEND, OPT_ON_FULL, OPT_DRAIN, OPT_PORT_FILE, OPT_QUIET };
 
 static const struct option long_opts[] = {
     {"bind", required_argument, NULL, 'b'},
     {"port", required_argument, NULL, 'p'},
+    {"mode", required_argument, NULL, 'm'},
     {"workers", required_argument, NULL, 'w'},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"queue", required_argument, NULL, 'q'},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
@@ -90,6 +97,7 @@ static void set_option(struct options *o, int c, const char *v)
     case 'b': cfg->host = v; break;
     case 'p': cfg->port = (uint16_t)cli_number("--port", v, 0, 65535); break;
     case 'w': cfg->workers = (unsigned)cli_number("--workers", v, 1, 100000); break;
+    case OPT_MAX_CONNS: cfg->max_conns = (unsigned)cli_number("--max-conns", v, 1, 1000000); break;
     case 'q': cfg->queue = (unsigned)cli_number("--queue", v, 1, 1000000); break;
     case OPT_BACKLOG: cfg->backlog = (int)cli_number("--backlog", v, 1, 65535); break;
     case OPT_IDLE: cfg->idle_timeout = seconds("--idle-timeout", v); break;
@@ -97,6 +105,14 @@ static void set_option(struct options *o, int c, const char *v)
     case OPT_DRAIN: cfg->drain_timeout = seconds("--drain-timeout", v); break;
     case OPT_PORT_FILE: o->port_file = v; break;
     case OPT_QUIET: o->quiet = true; break;
+    case 'm':
+        if (strcmp(v, "pool") == 0)
+            cfg->mode = SP_MODE_POOL;
+        else if (strcmp(v, "mux") == 0)
+            cfg->mode = SP_MODE_MUX;
+        else
+            cli_usage_error("--mode: expected pool or mux, got '%s'", v);
+        break;
     case OPT_ON_FULL:
         if (strcmp(v, "block") == 0)
             cfg->on_full = SP_ON_FULL_BLOCK;
@@ -116,7 +132,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 
     sp_config_init(&o->cfg);
     opterr = 0; /* our own one-line messages */
-    while ((c = getopt_long(argc, argv, ":b:p:w:q:hV", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":b:p:m:w:q:hV", long_opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             exit(0);

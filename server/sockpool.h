@@ -16,6 +16,9 @@
 
 #define SP_VERSION "1.0.0"
 
+/* Everything this header declares is the library's public interface; the rest is hidden. */
+#pragma GCC visibility push(default)
+
 /* Smallest worker stack: the built-in handler keeps its 64 KiB buffer there. */
 #define SP_MIN_STACK (128 * 1024)
 
@@ -44,6 +47,51 @@ struct sp_request {
  * worker closes req->fd afterwards; the handler must not. */
 typedef int (*sp_handler_fn)(struct sp_request *req, void *user);
 
+/* What serves the connections popped from the queue (see the README's architecture). */
+enum sp_mode {
+    SP_MODE_POOL,   /* default: N blocking threads, one connection each (sp_handler_fn) */
+    SP_MODE_MUX,    /* N event loops, each multiplexing its connections (struct sp_mux_handler) */
+    SP_MODE_THREAD, /* a thread per connection, capped by max_conns (sp_handler_fn) */
+    SP_MODE_FORK,   /* a process per connection, capped by max_conns (sp_handler_fn) */
+};
+
+/* One connection in mux mode, owned by one event loop until it closes. Opaque. */
+struct sp_conn;
+
+/* Non-blocking handler for mux mode: callbacks run on the connection's event loop and must
+ * never block. Every member but on_data may be NULL. */
+struct sp_mux_handler {
+    /* A connection was taken by a loop. Return 0, or a negative errno to close it. */
+    int (*on_open)(struct sp_conn *c, void *user);
+    /* len > 0 bytes arrived in data, which the handler may modify in place and which is valid
+     * only during the call. Answer with sp_write. Return 0 to go on, 1 to close once
+     * everything written is sent, or a negative errno to close at once (counted as an error;
+     * -ECONNRESET and -EPIPE as resets). */
+    int (*on_data)(struct sp_conn *c, void *data, size_t len, void *user);
+    /* The peer half-closed (EOF). Return 0 to close once everything written is sent (the
+     * default when NULL), or a negative errno to close at once. */
+    int (*on_eof)(struct sp_conn *c, void *user);
+    /* The connection is about to be closed; outcome is 0 (completed), SP_ERR_IDLE_TIMEOUT,
+     * SP_ERR_SEND_TIMEOUT, -ECANCELED (cut by the drain) or a negative errno. */
+    void (*on_close)(struct sp_conn *c, int outcome, void *user);
+};
+
+/* Log levels, with syslog's numbers (journald reads them as "<N>" prefixes). */
+enum sp_log_level {
+    SP_LOG_ERROR = 3,
+    SP_LOG_WARNING = 4,
+    SP_LOG_INFO = 6,
+    SP_LOG_DEBUG = 7,
+};
+
+/* Receives every message the library has for a human: one line, no newline. Called from any
+ * of the server's threads, possibly at once; it must not block for long. */
+typedef void (*sp_log_fn)(enum sp_log_level level, const char *msg, void *user);
+
+/* Called once by sp_server_serve_forever when every worker exists and the server is about to
+ * accept connections: the moment to announce readiness (port file, systemd's READY=1). */
+typedef void (*sp_ready_fn)(struct sp_server *s, void *user);
+
 enum sp_on_full {
     SP_ON_FULL_BLOCK,  /* stop accepting while the queue is full */
     SP_ON_FULL_REJECT, /* accept and close at once, counted as rejected */
@@ -60,8 +108,17 @@ struct sp_config {
     double drain_timeout;     /* seconds shutdown waits for connections in progress */
     enum sp_on_full on_full;  /* what a full queue does to new connections */
     size_t stack_size;        /* worker thread stack in bytes, >= SP_MIN_STACK */
-    sp_handler_fn handle;     /* the handler; NULL means sp_handle_upper */
-    void *user;               /* passed to every call of handle */
+    sp_handler_fn handle;     /* blocking handler (pool); NULL means sp_handle_upper */
+    void *user;               /* passed to every call of handle and of the mux callbacks */
+    enum sp_mode mode;        /* worker kind; SP_MODE_POOL by default */
+    unsigned max_conns;       /* connections served at once; 0 = the mode's default (pool:
+                               * workers; mux: 10000). Pool mode requires max_conns == workers
+                               * or 0. */
+    const struct sp_mux_handler *mux; /* mux mode's handler; NULL means sp_mux_upper */
+    sp_log_fn log;            /* NULL: one line "sockpool: message" to stderr */
+    void *log_user;           /* passed to log */
+    sp_ready_fn on_ready;     /* NULL: nothing */
+    void *ready_user;         /* passed to on_ready */
 };
 
 /* Counters since sp_server_new. Whenever no connection is arriving, accepted = completed +
@@ -83,7 +140,8 @@ struct sp_stats {
     uint64_t accept_errors; /* accept() failures other than ECONNABORTED/EINTR (EMFILE...) */
 };
 
-/* Fill c with the defaults documented in the README (127.0.0.1:8000, 128 workers, ...). */
+/* Fill c with the defaults documented in the README (127.0.0.1:8000, pool mode, workers 0 =
+ * the mode's default: 128 threads in pool mode, one event loop per online CPU in mux mode). */
 void sp_config_init(struct sp_config *c);
 
 /* Check c, bind and listen. Returns the server, or NULL with the reason in err. */
@@ -124,5 +182,25 @@ ssize_t sp_recv(struct sp_request *req, void *buf, size_t len);
 
 /* Send all len bytes for a handler, counting them. Returns 0, SP_ERR_SEND_TIMEOUT or -errno. */
 int sp_send_all(struct sp_request *req, const void *buf, size_t len);
+
+/* The built-in handler in mux form: every chunk uppercased and written back. */
+extern const struct sp_mux_handler sp_mux_upper;
+
+/* Queue len bytes for the peer (mux handlers). Sends at once when nothing is pending; what the
+ * socket does not take is kept and sent as the peer reads. Never blocks. Returns 0, -ENOMEM,
+ * or -EPIPE once the connection is closing. */
+int sp_write(struct sp_conn *c, const void *buf, size_t len);
+
+/* Bytes written by sp_write that the socket has not taken yet. */
+size_t sp_conn_pending(const struct sp_conn *c);
+
+/* The connection's request: fd, peer address, accept time, byte counts. */
+const struct sp_request *sp_conn_request(const struct sp_conn *c);
+
+/* A per-connection pointer for the handler (NULL until set). */
+void *sp_conn_data(const struct sp_conn *c);
+void sp_conn_set_data(struct sp_conn *c, void *data);
+
+#pragma GCC visibility pop
 
 #endif

@@ -1,35 +1,81 @@
 # sockpool - a thread-pool TCP server, its load client and benchmarks. See README.md.
 #
-# Targets: all (default), run, test, asan, tsan, stress, bench, install, uninstall, clean.
-# Honoured: CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR; CI=1 (or true) adds -Werror.
+# Targets: all (default), run, test, asan, tsan, stress, bench, install, uninstall, clean,
+#          man, ship-test, hardening, lint, scaleout (see docs/install.md, docs/operations.md).
+# Honoured: CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR, BINDIR, LIBDIR, INCDIR, MANDIR, UNITDIR,
+#           BUILD; CI=1 (or true) adds -Werror; HARDEN=0 drops the hardening flags.
+
+# The one place the version lives is the public header (SP_VERSION); everything else (the
+# soname, sockpool.pc, the man pages, sp_version()) is derived from it.
+VERSION   := $(shell sed -n 's/^\#define SP_VERSION "\([^"]*\)".*/\1/p' server/sockpool.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sockpool
+PCDIR   ?= $(LIBDIR)/pkgconfig
+# systemd reads units from /usr/local/lib/systemd/system as well as /lib/systemd/system.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD   ?= build
 CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 # Set by the asan/tsan targets; kept apart from CFLAGS so a user's CFLAGS survive them.
 SANFLAGS ?=
 
-WARN        := -Wall -Wextra $(if $(CI),-Werror)
-ALL_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Icommon -Iserver $(CFLAGS) $(SANFLAGS)
-ALL_LDFLAGS  = -pthread $(LDFLAGS) $(SANFLAGS)
+# Hardening (Debian's hardening=+all, less what does not apply): on by default, HARDEN=0 drops
+# it; CFLAGS/LDFLAGS come after it, so a user's flags win (-U_FORTIFY_SOURCE, -no-pie...).
+# _FORTIFY_SOURCE needs the optimizer: it is left out of -O0 builds, where glibc would warn.
+HARDEN ?= 1
+ifneq ($(filter-out 0,$(HARDEN)),)
+HARDEN_CFLAGS  ?= $(if $(filter -O0,$(CFLAGS)),,-U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2) \
+                  -fstack-protector-strong
+HARDEN_PIE     ?= -fPIE
+HARDEN_LDFLAGS ?= -Wl,-z,relro,-z,now
+HARDEN_PIELINK ?= -pie
+endif
 
+WARN        := -Wall -Wextra $(if $(CI),-Werror)
+ALL_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Icommon -Iserver $(HARDEN_CFLAGS) \
+               $(HARDEN_PIE) $(CFLAGS) $(SANFLAGS)
+ALL_LDFLAGS  = -pthread $(HARDEN_LDFLAGS) $(HARDEN_PIELINK) $(LDFLAGS) $(SANFLAGS)
+# The shared library's objects: position-independent, everything hidden but what sockpool.h
+# exports between its visibility pragmas.
+PIC_CFLAGS   = $(filter-out -fPIE,$(ALL_CFLAGS)) -fPIC -fvisibility=hidden
+# -z defs: an undefined symbol in the .so is a link error, except in sanitizer builds, whose
+# runtime arrives with the program.
+SO_LDFLAGS   = -pthread -shared -Wl,-soname,$(SONAME) $(if $(SANFLAGS),,-Wl,-z,defs) \
+               $(HARDEN_LDFLAGS) $(LDFLAGS) $(SANFLAGS)
+
+# Code both programs use, command-line code included (cli.c calls exit()).
 COMMON_SRCS := common/cli.c common/log.c common/net.c common/parse.c common/upper.c
-LIB_SRCS    := server/server.c server/pool.c server/queue.c server/handler.c
+# The library: the server's sources plus the common ones it needs (never cli.c).
+LIB_SRCS    := server/server.c server/pool.c server/queue.c server/handler.c server/version.c
+LIB_COMMON  := common/log.c common/net.c common/parse.c common/upper.c
+# sockpool-server's own sources besides main.c (systemd notification, the metrics endpoint).
+SERVER_SRCS :=
 COMMON_OBJS  = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+PIC_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/pic/%.o) $(LIB_COMMON:%.c=$(BUILD)/pic/%.o)
+SERVER_OBJS  = $(SERVER_SRCS:%.c=$(BUILD)/%.o)
 
+# What gets installed: the archive and the shared library with its soname links.
 LIB         = $(BUILD)/libsockpool.a
+SONAME      = libsockpool.so.$(SOVERSION)
+SOLIB       = $(BUILD)/libsockpool.so.$(VERSION)
+# Internal archives the programs and the tests link: every name visible, cli.c included.
+CORE_LIB    = $(BUILD)/libsockpool-core.a
+COMMON_LIB  = $(BUILD)/libcommon.a
+PCFILE      = $(BUILD)/sockpool.pc
 SERVER      = $(BUILD)/sockpool-server
 CLIENT      = $(BUILD)/sockpool-client
 # Filled by the fragments below.
 PROGS       = $(SERVER)
 TEST_PROGS  =
 # Libraries every test program links with (the client fragment adds its own).
-TEST_LIBS   = $(LIB)
+TEST_LIBS   = $(CORE_LIB) $(COMMON_LIB)
 
 .PHONY: all run test test-build asan tsan install uninstall clean
 # The default goal; its prerequisites are added below the fragments, which extend PROGS.
@@ -39,12 +85,33 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-# libsockpool.a carries the common objects too, so a user links one archive.
-$(LIB): $(LIB_OBJS) $(COMMON_OBJS)
+$(BUILD)/pic/%.o: %.c
 	@mkdir -p $(@D)
+	$(CC) $(PIC_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(LIB_OBJS)
 	rm -f $@ && $(AR) rcs $@ $^
 
-$(SERVER): $(BUILD)/server/main.o $(LIB)
+$(COMMON_LIB): $(COMMON_OBJS)
+	rm -f $@ && $(AR) rcs $@ $^
+
+# The installed archive holds one relocatable object in which every hidden name has been made
+# local: a program linking it statically sees only sp_* (no clash with its own queue_push).
+$(LIB): $(PIC_OBJS)
+	$(CC) -r -nostdlib $^ -o $(BUILD)/pic/sockpool.o
+	objcopy --localize-hidden $(BUILD)/pic/sockpool.o
+	rm -f $@ && $(AR) rcs $@ $(BUILD)/pic/sockpool.o
+
+$(SOLIB): $(PIC_OBJS)
+	$(CC) $(SO_LDFLAGS) $^ -o $@
+	ln -sf $(@F) $(BUILD)/$(SONAME)
+	ln -sf $(@F) $(BUILD)/libsockpool.so
+
+$(PCFILE): sockpool.pc.in server/sockpool.h Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(SERVER): $(BUILD)/server/main.o $(SERVER_OBJS) $(CORE_LIB) $(COMMON_LIB)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
 
 run: $(SERVER)
@@ -53,10 +120,14 @@ run: $(SERVER)
 -include client/client.mk
 -include tests/tests.mk
 -include tests/stress/stress.mk
+-include tests/ship/ship.mk
 -include bench/peers/peers.mk
 -include bench/bench.mk
 
-all: $(LIB) $(PROGS)
+# The client's rule links $(LIB) for the common code; that now lives in $(COMMON_LIB).
+$(CLIENT): $(COMMON_LIB)
+
+all: $(LIB) $(SOLIB) $(PCFILE) $(PROGS)
 
 # Sanitizer builds live in their own trees and run the whole suite.
 # They nest under $(BUILD), so `make BUILD=build/x asan` never touches another build's tree.
@@ -66,17 +137,7 @@ asan:
 tsan:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CFLAGS="-O1 -g" SANFLAGS="-fsanitize=thread" test
 
-install: $(LIB) $(PROGS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)
-	install -m 755 $(PROGS) $(DESTDIR)$(BINDIR)/
-	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/
-	install -m 644 server/sockpool.h $(DESTDIR)$(INCDIR)/
-
-uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/sockpool-server $(DESTDIR)$(BINDIR)/sockpool-client \
-	  $(DESTDIR)$(LIBDIR)/libsockpool.a $(DESTDIR)$(INCDIR)/sockpool.h
-
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -201,6 +201,7 @@ const struct sp_request *sp_conn_request(const struct sp_conn *c);
 void *sp_conn_data(const struct sp_conn *c);
 void sp_conn_set_data(struct sp_conn *c, void *data);
 
+const char *sp_version(void); /* the library's version at run time, e.g. "1.0.0" */
 #pragma GCC visibility pop
 
 #endif

@@ -52,7 +52,8 @@ SO_LDFLAGS   = -pthread -shared -Wl,-soname,$(SONAME) $(if $(SANFLAGS),,-Wl,-z,d
 # Code both programs use, command-line code included (cli.c calls exit()).
 COMMON_SRCS := common/cli.c common/log.c common/net.c common/parse.c common/upper.c
 # The library: the server's sources plus the common ones it needs (never cli.c).
-LIB_SRCS    := server/server.c server/pool.c server/queue.c server/handler.c server/version.c
+LIB_SRCS    := server/server.c server/pool.c server/mux.c server/queue.c server/handler.c \
+               server/wake.c server/account.c server/slog.c server/version.c
 LIB_COMMON  := common/log.c common/net.c common/parse.c common/upper.c
 # sockpool-server's own sources besides main.c (systemd notification, the metrics endpoint).
 SERVER_SRCS :=

@@ -1,5 +1,7 @@
-/* handler.c - the built-in handler and the I/O helpers handlers use. */
+/* handler.c - running a blocking handler, the built-in one, and the I/O helpers handlers
+ * use. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "clock.h"
@@ -11,14 +13,71 @@
  * touches cost no memory, so idle workers stay cheap. */
 #define UPPER_BUF (64 * 1024)
 
+/* Per-connection state behind req->internal. */
+struct blocking_conn {
+    struct live_bytes *slot;
+    bool short_rcvtimeo; /* SO_RCVTIMEO was shortened by the time spent queued */
+    double idle;         /* the configured idle timeout */
+};
+
+/* Timeouts ride on socket options so the data path needs no poll() per message. The idle
+ * clock starts at accept: time spent in the queue counts, so the first receive waits only
+ * for what is left. Returns 0, SP_ERR_IDLE_TIMEOUT if nothing came in time, or -errno. */
+static int setup_socket(const struct sp_server *s, const struct conn *c, struct blocking_conn *b)
+{
+    int rc = net_set_nodelay(c->fd);
+    double idle = s->cfg.idle_timeout;
+
+    if (rc == 0 && idle > 0) {
+        double waited = (double)(clock_now_ns() - c->accepted_ns) / 1e9;
+        if (waited >= idle) {
+            char byte;
+            ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return SP_ERR_IDLE_TIMEOUT; /* silent through its whole wait in the queue */
+        } else if (waited > 0.001) {
+            idle -= waited;
+            b->short_rcvtimeo = true;
+        }
+        rc = net_set_timeout(c->fd, SO_RCVTIMEO, idle);
+    }
+    if (rc == 0 && s->cfg.send_timeout > 0)
+        rc = net_set_timeout(c->fd, SO_SNDTIMEO, s->cfg.send_timeout);
+    return rc;
+}
+
+int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot)
+{
+    struct blocking_conn b = {.slot = slot, .idle = s->cfg.idle_timeout};
+    struct sp_request req = {.fd = c->fd,
+                             .client_address = c->addr,
+                             .client_len = c->addr_len,
+                             .server = s,
+                             .accepted_ns = c->accepted_ns,
+                             .internal = &b};
+    int rc = setup_socket(s, c, &b);
+
+    return rc == 0 ? s->cfg.handle(&req, s->cfg.user) : rc;
+}
+
 ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)
 {
+    struct blocking_conn *b = req->internal;
     ssize_t n = net_recv(req->fd, buf, len);
 
-    if (n > 0)
+    if (n > 0) {
         req->bytes_in += (uint64_t)n;
-    else if (n == -EAGAIN)
+        live_add(b->slot, (uint64_t)n, 0);
+        if (b->short_rcvtimeo) {
+            /* Input came: from now on the full idle timeout applies (once per connection). */
+            b->short_rcvtimeo = false;
+            int rc = net_set_timeout(req->fd, SO_RCVTIMEO, b->idle);
+            if (rc < 0)
+                return rc;
+        }
+    } else if (n == -EAGAIN) {
         n = SP_ERR_IDLE_TIMEOUT; /* SO_RCVTIMEO expired */
+    }
     return n;
 }
 
@@ -28,6 +87,7 @@ ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)
 
 int sp_send_all(struct sp_request *req, const void *buf, size_t len)
 {
+    struct blocking_conn *b = req->internal;
     const unsigned char *p = buf;
     uint64_t limit = req->server->send_timeout_ns;
 
@@ -43,6 +103,7 @@ int sp_send_all(struct sp_request *req, const void *buf, size_t len)
         p += n;
         len -= (size_t)n;
         req->bytes_out += (uint64_t)n;
+        live_add(b->slot, 0, (uint64_t)n);
         /* A send that blocked for the whole period but got a few bytes out returns short:
          * that is the timeout as well. Retrying would grant a fresh period per trickle of
          * progress, and a stalled peer would hold the worker for several periods. */

@@ -1,52 +1,53 @@
-/* internal.h - the server's private state, shared by server.c (acceptor, lifecycle) and
- * pool.c (workers). Not installed. */
+/* internal.h - the server's private state, shared by the acceptor (server.c) and the worker
+ * kinds (pool.c, mux.c). Not installed. */
 #ifndef SP_INTERNAL_H
 #define SP_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "kind.h"
 #include "queue.h"
 #include "sockpool.h"
+#include "wake.h"
 
 /* Event counters: atomics with relaxed ordering, touched once per connection (never per
- * message), read by sp_server_stats. The gauges are derived: queued and the pool's active
+ * message), read by sp_server_stats. The gauges are derived: queued and the kinds' active
  * connections from one snapshot of the queue (waiting, unfinished), so a connection moving
  * from the queue to a worker is never missed; direct_active counts the connections that
  * sp_server_handle_request serves in the caller's thread. */
 struct counters {
-    atomic_uint_fast64_t accepted, rejected, direct_active, completed, bytes_in, bytes_out;
+    atomic_uint_fast64_t accepted, rejected, direct_active, completed;
     atomic_uint_fast64_t idle_timeouts, send_timeouts, resets, errors, aborted, accept_errors;
+    atomic_uint_fast64_t slow_peers, conn_timeouts;
 };
 
 #define COUNT(s, field, n) atomic_fetch_add_explicit(&(s)->ctr.field, (n), memory_order_relaxed)
 
-struct worker {
-    pthread_t tid;
-    struct sp_server *srv;
-    int fd;      /* connection being served, -1 if none; guarded by srv->slots_lock */
-    bool forced; /* fd was shut down by the drain deadline; guarded by srv->slots_lock */
+/* Bytes moved, counted as they flow: one slot per serving thread, each on its own cache line,
+ * so the data path pays one uncontended relaxed add per message and no lock. */
+struct live_bytes {
+    _Alignas(64) atomic_uint_fast64_t in;
+    atomic_uint_fast64_t out;
 };
 
 struct sp_server {
-    struct sp_config cfg;
+    struct sp_config cfg; /* with the mode's defaults filled in */
+    const struct kind_ops *kind;
+    void *kind_state;         /* owned by the kind */
+    unsigned max_conns;       /* connections served at once */
     uint64_t send_timeout_ns; /* cfg.send_timeout for the data path; 0 = none */
+    uint64_t idle_timeout_ns; /* cfg.idle_timeout; 0 = none */
     int listen_fd;
-    int wake_rd, wake_wr; /* self-pipe: any thread or signal handler wakes the acceptor */
+    struct wake wake; /* the acceptor's wake-up pipe and parking flag */
     struct sockaddr_storage addr;
     socklen_t addr_len;
     struct queue q;
-    struct worker *workers;
-    unsigned nworkers;
-    /* Lock rule: slots_lock guards workers[].fd, workers[].forced and force. Workers take it
-     * when a connection starts and ends, the drain takes it once to cut connections; it is
-     * never held together with the queue lock nor across a blocking call. */
-    pthread_mutex_t slots_lock;
-    bool force;
-    atomic_uint live;         /* workers that have not exited yet */
+    atomic_uint live;         /* the kind's threads that have not exited yet */
     atomic_int stop_requests; /* sp_server_shutdown calls */
-    atomic_bool parked;       /* the acceptor waits for room in the queue or for a free fd */
+    atomic_bool forced;       /* the drain deadline passed: new work is cut at once */
     /* The acceptor's resource-error pauses (EMFILE...); only the accepting thread uses them. */
     struct {
         bool paused;        /* the last accept failed for lack of a resource */
@@ -55,25 +56,42 @@ struct sp_server {
         uint64_t logged_ns; /* when the last pause was announced */
     } accept;
     struct counters ctr;
+    struct live_bytes *bytes; /* nbytes slots: [0] for direct service, then the kind's */
+    unsigned nbytes;
 };
 
-/* Write one byte to the wake pipe (async-signal-safe). */
-void server_wake(struct sp_server *s);
+/* The last thread of a kind is gone: wake the drain. */
+static inline void kind_exited(struct sp_server *s)
+{
+    if (atomic_fetch_sub(&s->live, 1) == 1)
+        wake_signal(&s->wake);
+}
 
-/* Wake the acceptor if it is parked waiting for queue room or a free descriptor. */
-void server_unpark(struct sp_server *s);
+/* Count bytes moved on slot (a pointer into s->bytes). */
+static inline void live_add(struct live_bytes *slot, uint64_t in, uint64_t out)
+{
+    if (in)
+        atomic_fetch_add_explicit(&slot->in, in, memory_order_relaxed);
+    if (out)
+        atomic_fetch_add_explicit(&slot->out, out, memory_order_relaxed);
+}
 
-/* Start cfg.workers threads with every signal blocked. Returns 0 or -errno (err filled). */
-int pool_start(struct sp_server *s, char err[SP_ERRLEN]);
+/* Count a finished connection's outcome: rc as a handler returns it; cut by the drain if
+ * forced. Call before queue_done, so no reader sees the connection in neither place. */
+void server_count_outcome(struct sp_server *s, int rc, bool forced);
 
-/* Shut down every connection in progress and make the workers close queued ones unserved. */
-void pool_force(struct sp_server *s);
+/* Log a formatted message through cfg.log. */
+void server_log(const struct sp_server *s, enum sp_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/* Join every started worker. */
-void pool_join(struct sp_server *s);
+/* The log callback used when cfg.log is NULL: one line on stderr. */
+void server_default_log(enum sp_log_level level, const char *msg, void *user);
 
-/* Serve one connection with the handler, close it and count the outcome. w may be NULL
- * (sp_server_handle_request), in which case the drain cannot cut it. */
-void pool_serve(struct sp_server *s, struct worker *w, const struct conn *c);
+/* Serve c with the blocking handler in the calling thread: socket options, then the handler.
+ * Returns the handler's result (or the -errno of the set-up), without closing c->fd. */
+int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot);
+
+/* Close c->fd unserved and count it aborted (the drain deadline passed before it ran). */
+void server_abort_conn(struct sp_server *s, const struct conn *c);
 
 #endif

@@ -15,6 +15,7 @@ int queue_init(struct queue *q, unsigned cap)
     q->cap = cap;
     q->head = q->len = q->unfinished = 0;
     q->closed = false;
+    atomic_init(&q->waiting, 0);
     if ((rc = pthread_mutex_init(&q->lock, NULL)) != 0)
         goto fail_ring;
     if ((rc = pthread_cond_init(&q->not_empty, NULL)) != 0)
@@ -54,6 +55,7 @@ int queue_push(struct queue *q, const struct conn *c, bool wait)
     } else {
         q->ring[(q->head + q->len++) % q->cap] = *c;
         q->unfinished++;
+        atomic_store(&q->waiting, q->len);
         pthread_cond_signal(&q->not_empty);
     }
     pthread_mutex_unlock(&q->lock);
@@ -66,6 +68,7 @@ static void take(struct queue *q, struct conn *out)
     *out = q->ring[q->head];
     q->head = (q->head + 1) % q->cap;
     q->len--;
+    atomic_store(&q->waiting, q->len);
     pthread_cond_signal(&q->not_full);
 }
 

@@ -4,6 +4,7 @@
 #define SP_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -26,6 +27,10 @@ struct queue {
     unsigned cap, head, len;
     unsigned unfinished; /* pushed and not yet queue_done: waiting plus being served */
     bool closed;
+    /* len, readable without the lock (written under it, sequentially consistent): an event
+     * loop checks it before sleeping, the acceptor checks the loop's sleeping flag after a
+     * push, so one of the two always sees the other. */
+    atomic_uint waiting;
 };
 
 /* Allocate a queue of cap slots. Returns 0 or -ENOMEM (or another -errno from pthreads). */
@@ -55,6 +60,12 @@ void queue_done(struct queue *q);
 
 /* Read, in one snapshot, the connections waiting and those pushed but not yet done. */
 void queue_counts(struct queue *q, unsigned *waiting, unsigned *unfinished);
+
+/* Connections waiting, read without the lock (see queue.waiting). */
+static inline unsigned queue_waiting(struct queue *q)
+{
+    return atomic_load(&q->waiting);
+}
 
 /* True if a push would not find room right now. */
 bool queue_full(struct queue *q);

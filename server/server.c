@@ -17,36 +17,93 @@
  * descriptor first: short enough to resume promptly, long enough to cost nothing. */
 #define ACCEPT_PAUSE_MS 100
 
+/* The kernel's cap on listen(2) backlogs: asking for more is silently cut to it. */
+static int somaxconn(void)
+{
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+    int v = 0;
+
+    if (f != NULL) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v >= 1 ? v : 4096;
+}
+
 void sp_config_init(struct sp_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->host = "127.0.0.1";
     c->port = 8000;
-    c->workers = 128;
+    c->workers = 0; /* the mode's default */
     c->queue = 1024;
-    c->backlog = 1024;
+    c->backlog = somaxconn();
     c->idle_timeout = 120;
     c->send_timeout = 30;
     c->drain_timeout = 5;
+    c->min_rate_window = 10;
     c->on_full = SP_ON_FULL_BLOCK;
     c->stack_size = 256 * 1024;
     c->handle = sp_handle_upper;
+    c->mode = SP_MODE_POOL;
 }
 
-static int check_config(const struct sp_config *c, char err[SP_ERRLEN])
+static const char *check_numbers(const struct sp_config *c)
 {
-    const char *bad = NULL;
+    if (c->queue < 1)
+        return "queue must be at least 1";
+    if (c->backlog < 1)
+        return "backlog must be at least 1";
+    if (c->idle_timeout < 0 || c->send_timeout < 0 || c->drain_timeout < 0 ||
+        c->max_conn_time < 0 || c->min_rate < 0 || c->min_rate_window < 0)
+        return "timeouts and rates must not be negative";
+    if (c->stack_size < SP_MIN_STACK)
+        return "stack_size must be at least 128 KiB";
+    return NULL;
+}
 
-    if (c->workers < 1)
-        bad = "workers must be at least 1";
-    else if (c->queue < 1)
-        bad = "queue must be at least 1";
-    else if (c->backlog < 1)
-        bad = "backlog must be at least 1";
-    else if (c->idle_timeout < 0 || c->send_timeout < 0 || c->drain_timeout < 0)
-        bad = "timeouts must not be negative";
-    else if (c->stack_size < SP_MIN_STACK)
-        bad = "stack_size must be at least 128 KiB";
+/* The mode's rules and defaults: pool serves one connection per worker with a blocking
+ * handler; mux multiplexes up to max_conns over its loops with a non-blocking one. */
+static const char *apply_mode(struct sp_config *c, unsigned *max_conns)
+{
+    bool blocking = c->handle != NULL && c->handle != sp_handle_upper;
+
+    if (c->mode == SP_MODE_POOL) {
+        if (c->mux != NULL)
+            return "pool mode runs a blocking handler (handle); mux handlers need mode mux";
+        if (c->workers == 0)
+            c->workers = c->max_conns ? c->max_conns : 128;
+        if (c->max_conns != 0 && c->max_conns != c->workers)
+            return "pool mode serves one connection per worker: max_conns must equal workers";
+        *max_conns = c->workers;
+    } else if (c->mode == SP_MODE_MUX) {
+        if (blocking)
+            return "mux mode cannot run a blocking handler (handle): give a struct "
+                   "sp_mux_handler (mux) or use mode pool";
+        if (c->workers == 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            c->workers = n >= 1 ? (unsigned)n : 1;
+        }
+        *max_conns = c->max_conns ? c->max_conns : 10000;
+        if (c->mux == NULL)
+            c->mux = &sp_mux_upper;
+        if (c->mux->on_data == NULL)
+            return "a mux handler needs on_data";
+    } else {
+        return "unknown mode";
+    }
+    if (c->handle == NULL)
+        c->handle = sp_handle_upper;
+    return NULL;
+}
+
+static int check_config(struct sp_config *c, unsigned *max_conns, char err[SP_ERRLEN])
+{
+    const char *bad = check_numbers(c);
+
+    if (bad == NULL)
+        bad = apply_mode(c, max_conns);
     if (bad != NULL)
         snprintf(err, SP_ERRLEN, "%s", bad);
     return bad ? -EINVAL : 0;
@@ -74,46 +131,65 @@ static int open_listener(struct sp_server *s, char err[SP_ERRLEN])
     return 0;
 }
 
-static int open_wake_pipe(struct sp_server *s, char err[SP_ERRLEN])
+static const struct kind_ops *kind_of(enum sp_mode mode)
 {
-    int p[2];
-
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        int e = errno; /* snprintf may change errno */
-        snprintf(err, SP_ERRLEN, "pipe: %s", strerror(e));
-        return -e;
-    }
-    s->wake_rd = p[0];
-    s->wake_wr = p[1];
-    return 0;
+    return mode == SP_MODE_MUX ? &kind_mux : &kind_pool;
 }
 
-struct sp_server *sp_server_new(const struct sp_config *c, char err[SP_ERRLEN])
+/* Allocate the server and its queue and counters; nothing is opened yet. */
+static struct sp_server *server_alloc(const struct sp_config *c, unsigned max_conns,
+                                      char err[SP_ERRLEN])
 {
-    struct sp_server *s;
+    struct sp_server *s = calloc(1, sizeof(*s));
     int rc;
 
-    if (check_config(c, err) < 0)
-        return NULL;
-    s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->workers = calloc(c->workers, sizeof(*s->workers))) == NULL) {
-        snprintf(err, SP_ERRLEN, "out of memory for %u workers", c->workers);
-        free(s);
-        return NULL;
-    }
+    if (s == NULL)
+        goto nomem;
     s->cfg = *c;
-    if (s->cfg.handle == NULL)
-        s->cfg.handle = sp_handle_upper;
+    if (s->cfg.log == NULL)
+        s->cfg.log = server_default_log;
+    s->kind = kind_of(c->mode);
+    s->max_conns = s->cfg.max_conns = max_conns;
     s->send_timeout_ns = (uint64_t)(c->send_timeout * 1e9);
-    s->listen_fd = s->wake_rd = s->wake_wr = -1;
+    s->idle_timeout_ns = (uint64_t)(c->idle_timeout * 1e9);
+    s->listen_fd = s->wake.rd = s->wake.wr = -1;
+    s->nbytes = 1 + c->workers;
+    s->bytes = aligned_alloc(_Alignof(struct live_bytes), s->nbytes * sizeof(*s->bytes));
+    if (s->bytes == NULL)
+        goto nomem;
+    memset(s->bytes, 0, s->nbytes * sizeof(*s->bytes));
     if ((rc = queue_init(&s->q, c->queue)) < 0) {
         snprintf(err, SP_ERRLEN, "queue of %u: %s", c->queue, strerror(-rc));
-        free(s->workers);
+        free(s->bytes);
         free(s);
         return NULL;
     }
-    pthread_mutex_init(&s->slots_lock, NULL);
-    if (open_wake_pipe(s, err) < 0 || open_listener(s, err) < 0) {
+    return s;
+nomem:
+    if (s != NULL)
+        free(s->bytes);
+    free(s);
+    snprintf(err, SP_ERRLEN, "out of memory for %u workers", c->workers);
+    return NULL;
+}
+
+struct sp_server *sp_server_new(const struct sp_config *config, char err[SP_ERRLEN])
+{
+    struct sp_config c = *config;
+    struct sp_server *s;
+    unsigned max_conns = 0;
+    int rc;
+
+    if (check_config(&c, &max_conns, err) < 0)
+        return NULL;
+    if ((s = server_alloc(&c, max_conns, err)) == NULL)
+        return NULL;
+    if ((rc = wake_open(&s->wake)) < 0) {
+        snprintf(err, SP_ERRLEN, "pipe: %s", strerror(-rc));
+        sp_server_free(s);
+        return NULL;
+    }
+    if (open_listener(s, err) < 0) {
         sp_server_free(s);
         return NULL;
     }
@@ -131,34 +207,16 @@ void sp_server_free(struct sp_server *s)
         close(c.fd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
-    if (s->wake_rd >= 0)
-        close(s->wake_rd);
-    if (s->wake_wr >= 0)
-        close(s->wake_wr);
+    wake_close(&s->wake);
     queue_destroy(&s->q);
-    pthread_mutex_destroy(&s->slots_lock);
-    free(s->workers);
+    free(s->bytes);
     free(s);
-}
-
-void server_wake(struct sp_server *s)
-{
-    char b = 1;
-
-    /* A full pipe already holds a wake-up, so EAGAIN is success here. */
-    (void)!write(s->wake_wr, &b, 1);
-}
-
-void server_unpark(struct sp_server *s)
-{
-    if (atomic_load(&s->parked) && atomic_exchange(&s->parked, false))
-        server_wake(s);
 }
 
 void sp_server_shutdown(struct sp_server *s)
 {
     atomic_fetch_add(&s->stop_requests, 1);
-    server_wake(s);
+    wake_signal(&s->wake);
 }
 
 static bool stopping(struct sp_server *s)
@@ -172,12 +230,26 @@ socklen_t sp_server_address(const struct sp_server *s, struct sockaddr_storage *
     return s->addr_len;
 }
 
+const struct sp_config *sp_server_config(const struct sp_server *s)
+{
+    return &s->cfg;
+}
+
 uint16_t sp_server_port(const struct sp_server *s)
 {
     return (uint16_t)net_addr_port((const struct sockaddr *)&s->addr);
 }
 
 #define LOAD(s, f) atomic_load_explicit(&(s)->ctr.f, memory_order_relaxed)
+
+static void sum_bytes(const struct sp_server *s, struct sp_stats *o)
+{
+    o->bytes_in = o->bytes_out = 0;
+    for (unsigned i = 0; i < s->nbytes; i++) {
+        o->bytes_in += atomic_load_explicit(&s->bytes[i].in, memory_order_relaxed);
+        o->bytes_out += atomic_load_explicit(&s->bytes[i].out, memory_order_relaxed);
+    }
+}
 
 void sp_server_stats(const struct sp_server *s, struct sp_stats *o)
 {
@@ -188,61 +260,32 @@ void sp_server_stats(const struct sp_server *s, struct sp_stats *o)
      * as unfinished had its outcome counted before (queue_done's lock orders the two). */
     queue_counts((struct queue *)&s->q, &waiting, &unfinished);
     o->queued = waiting;
-    o->active = unfinished - waiting +
-                atomic_load_explicit(&s->ctr.direct_active, memory_order_acquire);
+    o->active =
+        unfinished - waiting + atomic_load_explicit(&s->ctr.direct_active, memory_order_acquire);
     o->rejected = LOAD(s, rejected);
     o->completed = LOAD(s, completed);
-    o->bytes_in = LOAD(s, bytes_in);
-    o->bytes_out = LOAD(s, bytes_out);
+    sum_bytes(s, o);
     o->idle_timeouts = LOAD(s, idle_timeouts);
     o->send_timeouts = LOAD(s, send_timeouts);
     o->resets = LOAD(s, resets);
     o->errors = LOAD(s, errors);
     o->aborted = LOAD(s, aborted);
     o->accept_errors = LOAD(s, accept_errors);
+    o->slow_peers = LOAD(s, slow_peers);
+    o->conn_timeouts = LOAD(s, conn_timeouts);
 }
 
-/* Consume every pending wake-up byte; each reason for one is also kept in an atomic. */
-static void drain_wake_pipe(struct sp_server *s)
+/* Park while the queue is full (block mode) and no shutdown is asked. */
+static bool queue_still_full(void *arg)
 {
-    char buf[64];
+    struct sp_server *s = arg;
 
-    while (read(s->wake_rd, buf, sizeof(buf)) > 0)
-        ;
+    return queue_full(&s->q) && !stopping(s);
 }
 
-/* Wait up to timeout_ms (-1: forever) for a wake-up and, if with_listener, a connection. */
-static void wait_events(struct sp_server *s, bool with_listener, int timeout_ms)
+static bool not_stopping(void *arg)
 {
-    struct pollfd p[2] = {{.fd = s->wake_rd, .events = POLLIN},
-                          {.fd = s->listen_fd, .events = POLLIN}};
-    int n = poll(p, with_listener ? 2 : 1, timeout_ms);
-
-    /* EINTR: the caller's loop re-checks its state; nothing else can fail with valid fds. */
-    if (n > 0 && (p[0].revents & POLLIN))
-        drain_wake_pipe(s);
-}
-
-static bool queue_is_full(struct sp_server *s)
-{
-    return queue_full(&s->q);
-}
-
-static bool always(struct sp_server *s)
-{
-    (void)s;
-    return true;
-}
-
-/* Rest until a worker makes room or frees a descriptor (server_unpark), a shutdown request,
- * or timeout_ms. The flag is raised before still() is re-checked, so a worker that changes
- * the state after that check is sure to see the flag and wake us: no lost wake-up. */
-static void park(struct sp_server *s, bool (*still)(struct sp_server *), int timeout_ms)
-{
-    atomic_store(&s->parked, true);
-    if (still(s) && !stopping(s))
-        wait_events(s, false, timeout_ms);
-    atomic_store(&s->parked, false);
+    return !stopping(arg);
 }
 
 /* Errors of the new connection itself that Linux reports through accept(): the listener is
@@ -268,11 +311,13 @@ static void log_pause(struct sp_server *s, int e)
         return;
     }
     if (s->accept.unlogged > 0)
-        log_error("accept: %s; pausing new connections until one closes (%u more pauses since "
-                  "the last message)",
-                  strerror(e), s->accept.unlogged);
+        server_log(s, SP_LOG_WARNING,
+                   "accept: %s; pausing new connections until one closes (%u more pauses "
+                   "since the last message)",
+                   strerror(e), s->accept.unlogged);
     else
-        log_error("accept: %s; pausing new connections until one closes", strerror(e));
+        server_log(s, SP_LOG_WARNING, "accept: %s; pausing new connections until one closes",
+                   strerror(e));
     s->accept.logged_ns = now;
     s->accept.pause_logged = true;
     s->accept.unlogged = 0;
@@ -284,7 +329,7 @@ static void log_resume(struct sp_server *s)
     s->accept.paused = false;
     if (!s->accept.pause_logged)
         return;
-    log_error("accepting connections again");
+    server_log(s, SP_LOG_INFO, "accepting connections again");
     s->accept.pause_logged = false;
 }
 
@@ -294,7 +339,8 @@ static int accept_one(struct sp_server *s, struct conn *c)
 {
     for (;;) {
         c->addr_len = sizeof(c->addr);
-        c->fd = accept4(s->listen_fd, (struct sockaddr *)&c->addr, &c->addr_len, SOCK_CLOEXEC);
+        c->fd = accept4(s->listen_fd, (struct sockaddr *)&c->addr, &c->addr_len,
+                        SOCK_CLOEXEC | (s->cfg.mode == SP_MODE_MUX ? SOCK_NONBLOCK : 0));
         if (c->fd >= 0)
             break;
         int e = errno;
@@ -317,10 +363,14 @@ static int accept_one(struct sp_server *s, struct conn *c)
 static void dispatch(struct sp_server *s, const struct conn *c)
 {
     /* Never waits: a full queue in block mode is caught before accept(). */
-    if (queue_push(&s->q, c, false) == 0)
+    if (queue_push(&s->q, c, false) == 0) {
+        s->kind->queued(s);
         return;
-    close(c->fd);
+    }
+    /* Counted before the close, so a peer that sees its connection end never finds a
+     * snapshot of the counters without it. */
     COUNT(s, rejected, 1);
+    close(c->fd);
 }
 
 static void accept_loop(struct sp_server *s)
@@ -330,16 +380,16 @@ static void accept_loop(struct sp_server *s)
     while (!stopping(s)) {
         /* Block mode: leave new connections in the kernel's backlog while the queue is full. */
         if (s->cfg.on_full == SP_ON_FULL_BLOCK && queue_full(&s->q)) {
-            park(s, queue_is_full, -1);
+            wake_park(&s->wake, queue_still_full, s, -1);
             continue;
         }
         int rc = accept_one(s, &c);
         if (rc == 0)
             dispatch(s, &c);
         else if (rc == -EAGAIN)
-            wait_events(s, true, -1);
-        else
-            park(s, always, ACCEPT_PAUSE_MS); /* polling the listener now would spin */
+            wake_wait(&s->wake, s->listen_fd, -1);
+        else /* polling the listener now would spin */
+            wake_park(&s->wake, not_stopping, s, ACCEPT_PAUSE_MS);
     }
 }
 
@@ -349,19 +399,23 @@ static void drain(struct sp_server *s)
 {
     uint64_t deadline = clock_now_ns() + (uint64_t)(s->cfg.drain_timeout * 1e9);
 
+    s->kind->stop(s);
     while (atomic_load(&s->live) > 0) {
         if (atomic_load(&s->stop_requests) > 1 || clock_now_ns() >= deadline) {
-            pool_force(s);
+            atomic_store(&s->forced, true);
+            s->kind->force(s);
             return;
         }
-        wait_events(s, false, clock_ms_until(deadline));
+        wake_wait(&s->wake, -1, clock_ms_until(deadline));
     }
 }
 
 int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN])
 {
-    int rc = pool_start(s, err);
+    int rc = s->kind->start(s, err);
 
+    if (rc == 0 && s->cfg.on_ready != NULL)
+        s->cfg.on_ready(s, s->cfg.ready_user);
     if (rc == 0)
         accept_loop(s);
     /* Stop accepting at once: from here new connections are refused by the kernel. */
@@ -370,7 +424,9 @@ int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN])
     queue_close(&s->q);
     if (rc == 0)
         drain(s);
-    pool_join(s);
+    else
+        s->kind->stop(s); /* threads started before the failure exit at once */
+    s->kind->join(s);
     return rc;
 }
 
@@ -384,16 +440,16 @@ int sp_server_handle_request(struct sp_server *s, int timeout_ms)
     while (!stopping(s)) {
         int rc = accept_one(s, &c);
         if (rc == 0) {
-            pool_serve(s, NULL, &c);
+            s->kind->serve_direct(s, &c);
             return 0;
         }
         int left = timeout_ms < 0 ? -1 : clock_ms_until(deadline);
         if (left == 0)
             return -ETIMEDOUT;
         if (rc == -EAGAIN)
-            wait_events(s, true, left);
+            wake_wait(&s->wake, s->listen_fd, left);
         else
-            wait_events(s, false, left < 0 || left > ACCEPT_PAUSE_MS ? ACCEPT_PAUSE_MS : left);
+            wake_wait(&s->wake, -1, left < 0 || left > ACCEPT_PAUSE_MS ? ACCEPT_PAUSE_MS : left);
     }
     return -ECANCELED;
 }

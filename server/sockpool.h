@@ -28,6 +28,8 @@
 /* Handler results that are not errnos: the worker counts each kind separately. */
 #define SP_ERR_IDLE_TIMEOUT (-10001) /* the peer sent nothing for idle_timeout seconds */
 #define SP_ERR_SEND_TIMEOUT (-10002) /* the peer read nothing for send_timeout seconds */
+#define SP_ERR_SLOW_PEER (-10003)    /* the peer sent less than min_rate over a window */
+#define SP_ERR_CONN_TIME (-10004)    /* the connection lived max_conn_time seconds */
 
 struct sp_server;
 
@@ -40,6 +42,7 @@ struct sp_request {
     uint64_t accepted_ns;     /* CLOCK_MONOTONIC time of accept() */
     uint64_t bytes_in;        /* counted by sp_recv */
     uint64_t bytes_out;       /* counted by sp_send_all */
+    void *internal;           /* the library's own; handlers must not touch it */
 };
 
 /* A handler serves one connection and returns 0, SP_ERR_IDLE_TIMEOUT, SP_ERR_SEND_TIMEOUT or
@@ -106,6 +109,10 @@ struct sp_config {
     double idle_timeout;      /* seconds without input before closing; 0 = never */
     double send_timeout;      /* seconds a pending reply may wait for the peer; 0 = never */
     double drain_timeout;     /* seconds shutdown waits for connections in progress */
+    double max_conn_time;     /* seconds a connection may live from accept; 0 = no limit */
+    double min_rate;          /* bytes/s a peer must send on average over each
+                               * min_rate_window; 0 = no minimum */
+    double min_rate_window;   /* seconds; the window of min_rate (default 10) */
     enum sp_on_full on_full;  /* what a full queue does to new connections */
     size_t stack_size;        /* worker thread stack in bytes, >= SP_MIN_STACK */
     sp_handler_fn handle;     /* blocking handler (pool); NULL means sp_handle_upper */
@@ -122,21 +129,24 @@ struct sp_config {
 };
 
 /* Counters since sp_server_new. Whenever no connection is arriving, accepted = completed +
- * rejected + idle_timeouts + send_timeouts + resets + errors + aborted + queued + active: a
- * connection is never missing from both the gauges and the outcomes. */
+ * rejected + idle_timeouts + send_timeouts + slow_peers + conn_timeouts + resets + errors +
+ * aborted + queued + active: a connection is never missing from both the gauges and the
+ * outcomes. */
 struct sp_stats {
     uint64_t accepted;      /* connections accept() returned */
     uint64_t rejected;      /* closed at once because the queue was full (on_full reject) */
     uint64_t queued;        /* waiting in the queue now */
     uint64_t active;        /* in a handler now */
     uint64_t completed;     /* handler returned 0 */
-    uint64_t bytes_in;      /* received by finished connections */
-    uint64_t bytes_out;     /* sent by finished connections */
+    uint64_t bytes_in;      /* received, counted as data flows */
+    uint64_t bytes_out;     /* sent, counted as data flows */
     uint64_t idle_timeouts; /* closed by idle_timeout */
     uint64_t send_timeouts; /* closed by send_timeout */
     uint64_t resets;        /* ended by ECONNRESET or EPIPE */
     uint64_t errors;        /* ended by any other error */
     uint64_t aborted;       /* cut by shutdown after drain_timeout, or never served */
+    uint64_t slow_peers;    /* closed for sending less than min_rate */
+    uint64_t conn_timeouts; /* closed at max_conn_time */
     uint64_t accept_errors; /* accept() failures other than ECONNABORTED/EINTR (EMFILE...) */
 };
 
@@ -163,6 +173,10 @@ void sp_server_shutdown(struct sp_server *s);
 
 /* Copy the bound address (with the real port when bound to port 0) to out. Returns its length. */
 socklen_t sp_server_address(const struct sp_server *s, struct sockaddr_storage *out);
+
+/* The configuration in force: what sp_server_new was given, with the mode's defaults filled
+ * in (workers, max_conns, the handlers). */
+const struct sp_config *sp_server_config(const struct sp_server *s);
 
 /* The bound port, in host order. */
 uint16_t sp_server_port(const struct sp_server *s);

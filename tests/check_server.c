@@ -764,7 +764,7 @@ START_TEST(address_and_port)
     ck_assert_msg(strstr(err, want) && strstr(err, "Address already in use"), "err: %s", err);
     /* Bad configurations are refused with a reason. */
     test_config(&c);
-    c.workers = 0;
+    c.max_conns = c.workers + 1; /* pool mode: one connection per worker */
     ck_assert_ptr_null(sp_server_new(&c, err));
     ck_assert_ptr_nonnull(strstr(err, "workers"));
     test_config(&c);

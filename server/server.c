@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -131,6 +132,35 @@ static int open_listener(struct sp_server *s, char err[SP_ERRLEN])
     return 0;
 }
 
+/* Descriptors beyond the connections: listener, wake-up pipe, epoll sets and eventfds, the
+ * programs' own files, and slack for what a handler opens. */
+#define FD_RESERVE 64
+
+/* Raise the soft descriptor limit to what max_conns connections served plus a full queue
+ * need, up to the hard limit, and say so when the hard limit caps it: failing later with
+ * EMFILE would be worse. */
+static void raise_fd_limit(struct sp_server *s)
+{
+    rlim_t need = (rlim_t)s->max_conns + s->cfg.queue + 2u * s->cfg.workers + FD_RESERVE;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    if (want > rl.rlim_cur) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need)
+        server_log(s, SP_LOG_WARNING,
+                   "descriptor limit %llu (hard %llu) is below the %llu that max-conns %u and "
+                   "queue %u need: connections beyond it wait in the kernel's backlog "
+                   "(raise it with ulimit -n or LimitNOFILE)",
+                   (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                   (unsigned long long)need, s->max_conns, s->cfg.queue);
+}
+
 static const struct kind_ops *kind_of(enum sp_mode mode)
 {
     return mode == SP_MODE_MUX ? &kind_mux : &kind_pool;
@@ -193,6 +223,7 @@ struct sp_server *sp_server_new(const struct sp_config *config, char err[SP_ERRL
         sp_server_free(s);
         return NULL;
     }
+    raise_fd_limit(s);
     return s;
 }
 

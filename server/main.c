@@ -24,6 +24,8 @@ struct options {
     struct sp_config cfg;
     const char *port_file;
     bool quiet;
+    enum log_format log_format;
+    enum log_level log_level;
 };
 
 static void usage(FILE *f)
@@ -50,7 +52,12 @@ static void usage(FILE *f)
             "      --drain-timeout SEC on SIGINT/SIGTERM, wait up to SEC for connections in\n"
             "                          progress, then cut them [5]\n"
             "      --port-file FILE    write the bound port to FILE once listening\n"
-            "      --quiet             no start line and no counters at exit\n"
+            "      --log-format FMT    text (UTC timestamp, level, message; '<N>message'\n"
+            "                          under journald) or json (one object a line) [text]\n"
+            "      --log-level LEVEL   error, warning, info or debug; the counters (at exit,\n"
+            "                          on SIGUSR1) are written at every level [info]\n"
+            "      --quiet             no start line and no counters at exit (--log-level\n"
+            "                          warning, but SIGUSR1 still prints the counters)\n"
             "  -h, --help              this help\n"
             "  -V, --version           the version\n"
             "\n"
@@ -68,7 +75,18 @@ static double seconds(const char *opt, const char *v)
     return d;
 }
 
-enum { OPT_MAX_CONNS = 255, OPT_BACKLOG = 256, OPT_IDLE, OPT_SEND, OPT_ON_FULL, OPT_DRAIN, OPT_PORT_FILE, OPT_QUIET };
+enum {
+    OPT_MAX_CONNS = 255,
+    OPT_BACKLOG = 256,
+    OPT_IDLE,
+    OPT_SEND,
+    OPT_ON_FULL,
+    OPT_DRAIN,
+    OPT_PORT_FILE,
+    OPT_QUIET,
+    OPT_LOG_FORMAT,
+    OPT_LOG_LEVEL,
+};
 
 static const struct option long_opts[] = {
     {"bind", required_argument, NULL, 'b'},
@@ -84,6 +102,8 @@ static const struct option long_opts[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -105,6 +125,14 @@ static void set_option(struct options *o, int c, const char *v)
     case OPT_DRAIN: cfg->drain_timeout = seconds("--drain-timeout", v); break;
     case OPT_PORT_FILE: o->port_file = v; break;
     case OPT_QUIET: o->quiet = true; break;
+    case OPT_LOG_FORMAT:
+        if (strcmp(v, "plain") == 0 || log_parse_format(v, &o->log_format) < 0)
+            cli_usage_error("--log-format: expected text or json, got '%s'", v);
+        break;
+    case OPT_LOG_LEVEL:
+        if (log_parse_level(v, &o->log_level) < 0)
+            cli_usage_error("--log-level: expected error, warning, info or debug, got '%s'", v);
+        break;
     case 'm':
         if (strcmp(v, "pool") == 0)
             cfg->mode = SP_MODE_POOL;
@@ -131,6 +159,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     int c;
 
     sp_config_init(&o->cfg);
+    o->log_format = LOG_FORMAT_TEXT;
+    o->log_level = LOGL_INFO;
     opterr = 0; /* our own one-line messages */
     while ((c = getopt_long(argc, argv, ":b:p:m:w:q:hV", long_opts, NULL)) != -1) {
         if (c == 'h') {
@@ -178,7 +208,9 @@ static void print_stats(struct sp_server *s, const char *when)
     struct sp_stats st;
 
     sp_server_stats(s, &st);
-    log_error("%s: accepted %llu, completed %llu, rejected %llu, active %llu, queued %llu, "
+    /* Asked for (SIGUSR1, or the exit without --quiet): written whatever the level. */
+    log_force(LOGL_INFO,
+              "%s: accepted %llu, completed %llu, rejected %llu, active %llu, queued %llu, "
               "idle timeouts %llu, send timeouts %llu, resets %llu, errors %llu, aborted %llu, "
               "accept errors %llu, bytes in %llu, bytes out %llu",
               when, (unsigned long long)st.accepted, (unsigned long long)st.completed,
@@ -188,6 +220,18 @@ static void print_stats(struct sp_server *s, const char *when)
               (unsigned long long)st.errors, (unsigned long long)st.aborted,
               (unsigned long long)st.accept_errors, (unsigned long long)st.bytes_in,
               (unsigned long long)st.bytes_out);
+}
+
+/* The library's messages, written like the program's own. */
+static void library_log(enum sp_log_level level, const char *msg, void *user)
+{
+    enum log_level l = level == SP_LOG_ERROR     ? LOGL_ERROR
+                       : level == SP_LOG_WARNING ? LOGL_WARNING
+                       : level == SP_LOG_DEBUG   ? LOGL_DEBUG
+                                                 : LOGL_INFO;
+
+    (void)user;
+    log_msg(l, "%s", msg);
 }
 
 /* Signals are blocked in every thread and taken here with sigwait(), in a normal thread
@@ -280,7 +324,10 @@ int main(int argc, char **argv)
     /* A vanished peer must never kill the process, even through a custom handler's write(). */
     signal(SIGPIPE, SIG_IGN);
     parse_args(argc, argv, &o);
+    log_set_format(o.log_format);
+    log_set_level(o.log_level);
     log_set_quiet(o.quiet);
+    o.cfg.log = library_log;
     s = sp_server_new(&o.cfg, err);
     if (s == NULL) {
         log_error("%s", err);

@@ -4,6 +4,7 @@
  * seen in /proc/net/tcp; log lines are events read from the captured stderr. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,6 +105,10 @@ static const struct {
     {{"--backlog", "0"}, "--backlog"},
     {{"--help=3"}, "'--help' takes no value"},
     {{"--quiet=yes"}, "'--quiet' takes no value"},
+    {{"--log-format", "xml"}, "--log-format"},
+    {{"--log-format", "plain"}, "--log-format"},
+    {{"--log-level", "loud"}, "--log-level"},
+    {{"--log-level"}, "--log-level"},
 };
 
 START_TEST(usage_errors)
@@ -422,6 +428,204 @@ START_TEST(ipv6_bind)
 }
 END_TEST
 
+/* ---- logging ---- */
+
+/* Whether sig is pending for the whole process pid (sent by kill, not taken yet). */
+static bool signal_pending(pid_t pid, int sig)
+{
+    char path[64], line[256];
+    unsigned long long mask = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "ShdPnd: %llx", &mask) == 1)
+            break;
+    fclose(f);
+    return (mask >> (sig - 1)) & 1;
+}
+
+static bool usr1_taken(void *arg)
+{
+    return !signal_pending(*(pid_t *)arg, SIGUSR1);
+}
+
+/* Send SIGUSR1 and wait until the server's signal thread has taken it. */
+static bool usr1_consumed(pid_t pid)
+{
+    ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+    return tu_wait_for(usr1_taken, &pid, 5000);
+}
+
+/* Write into the FIFO through a non-blocking descriptor of our own until it is full. */
+static void fill_fifo(const char *path)
+{
+    static const char junk[512] = {'x'};
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+    ck_assert_int_ge(fd, 0);
+    /* Chunks, then single bytes: a pipe refuses a chunk that would not fit whole. */
+    for (int i = 0; i < 100000 && write(fd, junk, sizeof(junk)) > 0; i++)
+        ;
+    ck_assert_int_eq(errno, EAGAIN);
+    for (int i = 0; i < 1024 && write(fd, junk, 1) > 0; i++)
+        ;
+    ck_assert_int_eq(errno, EAGAIN);
+    close(fd);
+}
+
+static bool readable_fifo(int rd, int ms)
+{
+    struct pollfd pf = {.fd = rd, .events = POLLIN};
+
+    return poll(&pf, 1, ms) == 1;
+}
+
+/* Read what the FIFO holds now (rd is non-blocking) into buf; returns the length. */
+static size_t read_fifo(int rd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+
+    while ((r = read(rd, buf + n, cap - 1 - n)) > 0 && n < cap - 1)
+        n += (size_t)r;
+    while (read(rd, (char[4096]){0}, 4096) > 0) /* anything beyond cap */
+        ;
+    buf[n] = '\0';
+    return n;
+}
+
+/* stderr is a FIFO nobody reads: the server keeps serving, takes signals, and SIGTERM still
+ * drains and exits 0 within the drain timeout. Lines it could not write are dropped and
+ * counted, and said once the reader catches up. */
+START_TEST(stalled_stderr_never_blocks)
+{
+    char dir[] = "/tmp/sockpool-fifo-XXXXXX", path[64], got[8192];
+    struct tu_spawn_opts o = {0};
+    struct tu_proc p;
+    uint64_t t0;
+    int rd, fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/stderr", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ck_assert_int_ge(rd, 0);
+    o.stderr_fd = open(path, O_WRONLY | O_CLOEXEC); /* blocking, as a supervisor's pipe is */
+    ck_assert_int_ge(o.stderr_fd, 3);
+    (void)fcntl(rd, F_SETPIPE_SZ, 4096); /* quicker to fill; a smaller one is still a pipe */
+    tu_proc_start_opts(&p, tu_server_path(),
+                       (const char *const[]){"--drain-timeout", "1", "-w", "2", NULL}, &o);
+    close(o.stderr_fd);
+    fill_fifo(path);
+    /* Full: workers and the signal thread go on; what they log is dropped. */
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "served", 6);
+    ck_assert_msg(usr1_consumed(p.pid), "SIGUSR1 not taken: the signal thread is stuck");
+    ck_assert_msg(usr1_consumed(p.pid), "SIGUSR1 not taken: the signal thread is stuck");
+    tu_roundtrip(fd, "still served", 12);
+    /* The reader catches up: the next line says how many were dropped. */
+    (void)read_fifo(rd, got, sizeof(got));
+    ck_assert_msg(usr1_consumed(p.pid), "SIGUSR1 not taken after the reader caught up");
+    ck_assert_msg(readable_fifo(rd, 5000), "nothing logged once stderr had room");
+    (void)read_fifo(rd, got, sizeof(got));
+    ck_assert_msg(strstr(got, "log lines dropped") != NULL && strstr(got, "stats: accepted 1"),
+                  "stderr: %s", got);
+    /* Full again, a client in a session: SIGTERM drains (cuts it at 1 s) and exits 0. */
+    fill_fifo(path);
+    t0 = clock_now_ns();
+    expect_exit(tu_proc_stop(&p, SIGTERM, 1000 + 3000), 0);
+    ck_assert_uint_ge(clock_now_ns() - t0, (uint64_t)0.9e9);
+    tu_expect_eof(fd, 1000);
+    close(fd);
+    close(rd);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* Whether p starts with an ISO-8601 UTC timestamp with milliseconds (24 characters). */
+static bool is_timestamp(const char *p)
+{
+    int y, mo, d, h, mi, sec, ms, n = 0;
+
+    return sscanf(p, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms, &n) == 7 &&
+           n == 24 && p[4] == '-' && p[10] == 'T' && p[19] == '.' && y >= 2020 && mo >= 1 &&
+           mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 61;
+}
+
+/* Whether line is "TIMESTAMP info message". */
+static bool text_line(const char *line)
+{
+    return is_timestamp(line) && strncmp(line + 24, " info ", 6) == 0;
+}
+
+/* Whether line is one JSON object {"ts":"...Z","level":"info","msg":"..."} on its own. */
+static bool json_line(const char *line, size_t len)
+{
+    return len > 2 && strncmp(line, "{\"ts\":\"", 7) == 0 && is_timestamp(line + 7) &&
+           strncmp(line + 7 + 24, "\",\"level\":\"info\",\"msg\":\"", 24) == 0 &&
+           strncmp(line + len - 2, "\"}", 2) == 0;
+}
+
+/* Every line of log, checked by the format case k; returns the count. */
+static int check_lines(int k, const char *log)
+{
+    int n = 0;
+
+    for (const char *l = log; *l; n++) {
+        const char *eol = strchr(l, '\n');
+        ck_assert_ptr_nonnull(eol);
+        size_t len = (size_t)(eol - l);
+        if (k == 0)
+            ck_assert_msg(text_line(l), "not a text line: %.*s", (int)len, l);
+        else if (k == 1)
+            ck_assert_msg(json_line(l, len), "not a JSON line: %.*s", (int)len, l);
+        else
+            ck_assert_msg(strncmp(l, "<6>", 3) == 0 && l[3] != '2', "not a journal line: %.*s",
+                          (int)len, l);
+        l = eol + 1;
+    }
+    return n;
+}
+
+/* --log-format text and json, and text under journald: one line per event, each in the
+ * format. */
+START_TEST(log_formats)
+{
+    static const char *const fmt[] = {"text", "json", "text"};
+    struct tu_spawn_opts o = {.journal = _i == 2};
+    struct tu_proc p;
+    int fd;
+
+    tu_proc_start_opts(&p, tu_server_path(), (const char *const[]){"--log-format", fmt[_i], NULL},
+                       &o);
+    ck_assert(tu_proc_wait_stderr(&p, "listening on", 5000));
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "a \"quoted\" line", 15);
+    close(fd);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    /* listening, stopping, the counters: nothing per connection at the default level */
+    ck_assert_int_eq(check_lines(_i, p.errlog), 3);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 1, completed 1"));
+}
+END_TEST
+
+/* --log-level warning: no start line; the counters at exit are still written. */
+START_TEST(log_level_warning)
+{
+    struct tu_proc p;
+
+    tu_server_start(&p, (const char *const[]){"--log-level", "warning", NULL});
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_msg(strstr(p.errlog, "listening") == NULL && strstr(p.errlog, "stopping") == NULL,
+                  "stderr: %s", p.errlog);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 0"));
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -441,6 +645,9 @@ static Suite *cli_suite(void)
     tcase_add_test(sig, second_signal_cuts);
     tcase_add_test(sig, sigusr1_prints_stats);
     tcase_add_test(sig, sigpipe_never_kills);
+    tcase_add_test(sig, stalled_stderr_never_blocks);
+    tcase_add_loop_test(sig, log_formats, 0, 3);
+    tcase_add_test(sig, log_level_warning);
     tcase_add_loop_test(sig, early_sigterm, 0, 3);
     suite_add_tcase(s, sig);
     tcase_set_timeout(res, 30);

@@ -133,6 +133,49 @@ static void child_prepare(pid_t parent, const struct tu_spawn_opts *o)
     }
 }
 
+/* Decimal digits of v at the end of buf[cap]; returns where they start (async-signal-safe). */
+static char *utoa_end(unsigned long long v, char *buf, size_t cap)
+{
+    char *p = buf + cap - 1;
+
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 && p > buf);
+    return p;
+}
+
+/* In the child, once stderr is in place: the environment o asks for, into env[] (which
+ * holds at least 256 entries) and the storage behind it. Async-signal-safe. */
+static char **child_env(const struct tu_spawn_opts *o, char **env, char *journal, size_t cap)
+{
+    extern char **environ;
+    struct stat sb;
+    int n = 0;
+
+    for (int i = 0; environ[i] != NULL && n < 252; i++)
+        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0)
+            env[n++] = environ[i];
+    if (o != NULL && o->env != NULL)
+        env[n++] = (char *)o->env;
+    if (o != NULL && o->journal && fstat(STDERR_FILENO, &sb) == 0) {
+        char dev[24], ino[24];
+        const char *d = utoa_end((unsigned long long)sb.st_dev, dev, sizeof(dev));
+        const char *i = utoa_end((unsigned long long)sb.st_ino, ino, sizeof(ino));
+        size_t ld = strlen(d), li = strlen(i);
+        if (15 + ld + 1 + li + 1 <= cap) {
+            memcpy(journal, "JOURNAL_STREAM=", 15);
+            memcpy(journal + 15, d, ld);
+            journal[15 + ld] = ':';
+            memcpy(journal + 16 + ld, i, li + 1);
+            env[n++] = journal;
+        }
+    }
+    env[n] = NULL;
+    return env;
+}
+
 /* Fill argv with prog, "-p 0 --port-file PORTFILE" and args. */
 static void build_argv(const char *argv[64], const char *prog, const char *portfile,
                        const char *const args[])
@@ -199,9 +242,10 @@ void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const a
     p->pid = fork();
     ck_assert_int_ge(p->pid, 0);
     if (p->pid == 0) {
+        char *env[256], journal[64];
         child_prepare(parent, o);
-        dup2(errfd, STDERR_FILENO);
-        execv(prog, (char *const *)argv);
+        dup2(o != NULL && o->stderr_fd > STDERR_FILENO ? o->stderr_fd : errfd, STDERR_FILENO);
+        execve(prog, (char *const *)argv, child_env(o, env, journal, sizeof(journal)));
         _exit(127);
     }
     close(errfd);

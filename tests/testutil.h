@@ -27,7 +27,10 @@ const char *tu_client_path(void);
 
 /* Extra settings for a spawned process; zeroed means "as the test process has it". */
 struct tu_spawn_opts {
-    long nofile; /* RLIMIT_NOFILE (soft and hard) set in the child before exec; 0: inherit */
+    long nofile;     /* RLIMIT_NOFILE (soft and hard) set in the child before exec; 0: inherit */
+    int stderr_fd;   /* > 2: the child's stderr instead of the capture file (not captured) */
+    bool journal;    /* set JOURNAL_STREAM to the child's stderr's device:inode, as systemd does */
+    const char *env; /* one extra "NAME=VALUE" for the child's environment, or NULL */
 };
 
 /* Start prog with args (NULL-terminated; -p 0 --port-file are added) and wait up to 10 s for

@@ -108,9 +108,14 @@ $(SOLIB): $(PIC_OBJS)
 	ln -sf $(@F) $(BUILD)/$(SONAME)
 	ln -sf $(@F) $(BUILD)/libsockpool.so
 
-$(PCFILE): sockpool.pc.in server/sockpool.h Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
-	  -e 's|@VERSION@|$(VERSION)|g' $< > $@
+# Generated files that depend on the install directories are rewritten whenever their content
+# would change (a new PREFIX, say), and only then.
+.PHONY: FORCE
+$(PCFILE): sockpool.pc.in FORCE
+	@mkdir -p $(@D)
+	@sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@ && echo "generated $@"; fi
 
 $(SERVER): $(BUILD)/server/main.o $(SERVER_OBJS) $(CORE_LIB) $(COMMON_LIB)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
@@ -129,6 +134,66 @@ run: $(SERVER)
 $(CLIENT): $(COMMON_LIB)
 
 all: $(LIB) $(SOLIB) $(PCFILE) $(PROGS)
+
+# ---- man pages: generated from --help (help2man), so they always list the options there ----
+HELP2MAN ?= help2man
+MANPAGES  = $(BUILD)/man/sockpool-server.1 $(BUILD)/man/sockpool-client.1 $(BUILD)/man/libsockpool.3
+MANDESC_sockpool-server = a thread-pool TCP server
+MANDESC_sockpool-client = talk to a sockpool server, or load it
+
+.PHONY: man
+man: $(MANPAGES)
+
+# help2man runs a one-line wrapper named after the program (the name it gives the page).
+$(BUILD)/man/%.1: $(BUILD)/% man/%.h2m man/help2man-wrap.sh
+	@command -v $(HELP2MAN) >/dev/null || \
+	  { echo "man pages need help2man: apt-get install -y help2man" >&2; exit 1; }
+	@mkdir -p $(BUILD)/man/bin
+	printf '#!/bin/sh\nexec "%s" "%s" "$$@"\n' "$(abspath man/help2man-wrap.sh)" \
+	  "$(abspath $<)" > $(BUILD)/man/bin/$*
+	chmod +x $(BUILD)/man/bin/$*
+	$(HELP2MAN) -N -s 1 -n "$(MANDESC_$*)" -I man/$*.h2m -o $@ $(BUILD)/man/bin/$*
+
+$(BUILD)/man/libsockpool.3: man/libsockpool.3 server/sockpool.h
+	@mkdir -p $(@D)
+	sed 's/@VERSION@/$(VERSION)/g' $< > $@
+
+# The unit file names the installed binary.
+$(BUILD)/sockpool.service: contrib/sockpool.service FORCE
+	@mkdir -p $(@D)
+	@sed 's|^ExecStart=/usr/bin/sockpool-server|ExecStart=$(BINDIR)/sockpool-server|' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@ && echo "generated $@"; fi
+
+# ---- install: the layout a Debian packager expects (DESTDIR for staging) ----
+INSTALL ?= install
+
+install: all man $(BUILD)/sockpool.service
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -m 755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(LIB) $(SOLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SOLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsockpool.so
+	$(INSTALL) -m 644 server/sockpool.h $(DESTDIR)$(INCDIR)/
+	$(INSTALL) -m 644 $(PCFILE) $(DESTDIR)$(PCDIR)/
+	$(INSTALL) -m 644 $(filter %.1,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(filter %.3,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 $(BUILD)/sockpool.service $(DESTDIR)$(UNITDIR)/
+	$(INSTALL) -m 644 README.md CHANGELOG.md LICENSE $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 contrib/haproxy.cfg $(DESTDIR)$(DOCDIR)/examples/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+	  ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGS))) \
+	  $(DESTDIR)$(LIBDIR)/libsockpool.a $(DESTDIR)$(LIBDIR)/$(notdir $(SOLIB)) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsockpool.so \
+	  $(DESTDIR)$(INCDIR)/sockpool.h $(DESTDIR)$(PCDIR)/sockpool.pc \
+	  $(DESTDIR)$(MANDIR)/man1/sockpool-server.1 $(DESTDIR)$(MANDIR)/man1/sockpool-client.1 \
+	  $(DESTDIR)$(MANDIR)/man3/libsockpool.3 $(DESTDIR)$(UNITDIR)/sockpool.service \
+	  $(addprefix $(DESTDIR)$(DOCDIR)/,README.md CHANGELOG.md LICENSE examples/haproxy.cfg)
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 # Sanitizer builds live in their own trees and run the whole suite.
 # They nest under $(BUILD), so `make BUILD=build/x asan` never touches another build's tree.

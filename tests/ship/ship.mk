@@ -5,8 +5,15 @@
 #                    (static and shared); the man pages match --help and render cleanly; the
 #                    unit file verifies; /metrics parses with the Prometheus text parser
 
-.PHONY: ship-test check-symbols
-ship-test: check-symbols
+.PHONY: ship-test check-symbols check-install check-man
+ship-test: check-symbols check-install check-man
 
 check-symbols: $(LIB) $(SOLIB)
 	tests/ship/check-symbols.sh $(LIB) $(SOLIB)
+
+# Installs into temporary DESTDIRs only; builds and runs tests/ship/ship_hello.c against them.
+check-install: all man
+	tests/ship/check-install.sh $(BUILD)
+
+check-man: man $(SERVER) $(CLIENT)
+	tests/ship/check-man.sh $(BUILD)

@@ -5,8 +5,8 @@
 #                    (static and shared); the man pages match --help and render cleanly; the
 #                    unit file verifies; /metrics parses with the Prometheus text parser
 
-.PHONY: ship-test check-symbols check-install check-man
-ship-test: check-symbols check-install check-man
+.PHONY: ship-test check-symbols check-install check-man check-unit
+ship-test: check-symbols check-install check-man check-unit
 
 check-symbols: $(LIB) $(SOLIB)
 	tests/ship/check-symbols.sh $(LIB) $(SOLIB)
@@ -17,3 +17,13 @@ check-install: all man
 
 check-man: man $(SERVER) $(CLIENT)
 	tests/ship/check-man.sh $(BUILD)
+
+check-unit: man $(SERVER)
+	tests/ship/check-unit.sh $(BUILD)
+
+# ---- Check suites of the server program's own modules (run by make test) ----
+TEST_PROGS += $(BUILD)/tests/ship/check_notify
+
+$(BUILD)/tests/ship/check_notify: $(BUILD)/tests/ship/check_notify.o $(BUILD)/server/notify.o \
+                                  $(BUILD)/tests/testutil.o $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@

@@ -29,7 +29,7 @@ static void note_cause(struct worker *w, int e)
 
 static void connect_opened(struct worker *w, struct conn *c)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    struct epoll_event ev = {.events = CONN_EVENTS, .data.ptr = c};
 
     if (epoll_ctl(w->ep, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) < 0) {
         connect_failed(w, c, errno, UINT64_MAX);

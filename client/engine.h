@@ -19,6 +19,11 @@
 /* First pause before a retry; doubled at each retry (10, 20, 40 ms). */
 #define CONNECT_BACKOFF_NS 10000000ull
 
+/* The events an open connection is registered for. Edge-triggered: a reply is read once, to a
+ * short read, and the event is not queued again (level-triggered epoll polls every reported
+ * socket a second time, at the next wait, only to drop it). */
+#define CONN_EVENTS (EPOLLIN | EPOLLET)
+
 /* State shared by every thread of one run. */
 struct run {
     const struct load_opts *o;

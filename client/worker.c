@@ -50,7 +50,7 @@ static void conn_error(struct worker *w, struct conn *c, int e)
 /* Register or drop EPOLLOUT; only called when a send was cut short or has caught up. */
 static int want_out(struct worker *w, struct conn *c, bool on)
 {
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+    struct epoll_event ev = {.events = CONN_EVENTS | (on ? EPOLLOUT : 0), .data.ptr = c};
 
     if (c->pollout == on)
         return 0;
@@ -195,11 +195,24 @@ static void conn_completed(struct worker *w, struct conn *c, uint64_t first, uin
     bump(&w->live_msgs, end - first);
 }
 
-/* Read and verify what arrived. Returns 1 when a message completed (*now set), 0 when more is
- * awaited, -1 when c was closed (error counted). */
+/* The server closed c: with bytes outstanding, a reply was cut short. */
+static void conn_eof(struct worker *w, struct conn *c, uint64_t inflight)
+{
+    if (inflight > 0)
+        w->err.short_replies++;
+    else
+        w->err.other++;
+    bump(&w->live_errors, 1);
+    conn_close(w, c, C_FAILED);
+}
+
+/* Read and verify what arrived, until the socket is drained (the events are edge-triggered).
+ * Returns 1 when at least one message completed (*now set to when the last did), 0 when more
+ * is awaited, -1 when c was closed (error counted). */
 static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
 {
     uint64_t size = w->run->o->size;
+    int done = 0;
 
     for (;;) {
         uint64_t inflight = c->sent - c->recvd, before = c->recvd;
@@ -210,18 +223,12 @@ static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
+                return done;
             conn_error(w, c, errno);
             return -1;
         }
         if (r == 0) {
-            /* EOF: with bytes outstanding, a reply was cut short. */
-            if (inflight > 0)
-                w->err.short_replies++;
-            else
-                w->err.other++;
-            bump(&w->live_errors, 1);
-            conn_close(w, c, C_FAILED);
+            conn_eof(w, c, inflight);
             return -1;
         }
         if ((uint64_t)r > inflight) {
@@ -233,10 +240,10 @@ static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
         if (c->recvd / size != before / size) {
             *now = clock_now_ns();
             conn_completed(w, c, before / size, c->recvd / size, *now);
-            return 1;
+            done = 1;
         }
         if ((size_t)r < cap)
-            return 0; /* drained: saves a recv that would say EAGAIN */
+            return done; /* drained: saves a recv that would say EAGAIN */
     }
 }
 

@@ -626,6 +626,211 @@ START_TEST(log_level_warning)
 }
 END_TEST
 
+/* SIGHUP (a closing terminal): logged and ignored; the server serves on and stops cleanly. */
+START_TEST(sighup_ignored)
+{
+    struct tu_proc p;
+    int fd;
+
+    tu_server_start(&p, NULL);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "before", 6);
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    ck_assert(tu_proc_wait_stderr(&p, "SIGHUP: ignored", 5000));
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    tu_roundtrip(fd, "after the hangup", 16);
+    close(fd);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "new", 3);
+    close(fd);
+    expect_alive(&p);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_msg(strstr(p.errlog, "stopped: accepted 2, completed 2") != NULL, "stderr: %s",
+                  p.errlog);
+}
+END_TEST
+
+/* SIGQUIT: a fast clean stop: connections cut at once (not after the 60 s drain), exit 0
+ * with the counters, no core dump. */
+START_TEST(sigquit_fast_stop)
+{
+    struct tu_proc p;
+    uint64_t t0;
+    int fd;
+
+    tu_server_start(&p, (const char *const[]){"--drain-timeout", "60", NULL});
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "held", 4);
+    t0 = clock_now_ns();
+    expect_exit(tu_proc_stop(&p, SIGQUIT, 5000), 0);
+    ck_assert_uint_lt(clock_now_ns() - t0, 5 * NS_PER_SEC);
+    tu_expect_eof(fd, 1000);
+    close(fd);
+    ck_assert_ptr_nonnull(strstr(p.errlog, "SIGQUIT"));
+    ck_assert_msg(strstr(p.errlog, "stopped: accepted 1, completed 0") != NULL &&
+                      strstr(p.errlog, "aborted 1") != NULL,
+                  "stderr: %s", p.errlog);
+}
+END_TEST
+
+/* ---- readiness and the port file ---- */
+
+/* The threads of process pid now. */
+static long proc_threads(pid_t pid)
+{
+    char path[64], line[128];
+    long n = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "Threads: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* The port file appears only once every worker exists (here 1,500 of them). */
+START_TEST(port_file_after_workers)
+{
+    struct tu_proc p;
+    long threads;
+    int fd;
+
+    tu_server_start(&p, (const char *const[]){"-w", "1500", NULL});
+    threads = proc_threads(p.pid);
+    ck_assert_msg(threads >= 1500 + 1, "port file written with %ld threads running", threads);
+    fd = tu_connect(p.port);
+    tu_roundtrip(fd, "ready", 5);
+    close(fd);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* A temp dir for port-file cases; its path into dir[32]. */
+static void make_dir(char dir[32])
+{
+    strcpy(dir, "/tmp/sockpool-pf-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* The port file is removed at exit, so a script waiting on it after a restart cannot read
+ * a dead port. */
+START_TEST(port_file_removed_at_exit)
+{
+    struct tu_spawn_opts o = {0};
+    char dir[32], path[64];
+    struct tu_proc p;
+    struct stat sb;
+
+    make_dir(dir);
+    snprintf(path, sizeof(path), "%s/port", dir);
+    o.port_file = path;
+    tu_proc_start_opts(&p, tu_server_path(), NULL, &o);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_msg(stat(path, &sb) < 0 && errno == ENOENT, "%s still there after exit", path);
+    rmdir(dir);
+}
+END_TEST
+
+/* A symlink as --port-file is followed, never replaced by a regular file; at exit the file
+ * it names is emptied and the link stays. */
+START_TEST(port_file_symlink_followed)
+{
+    struct tu_spawn_opts o = {0};
+    char dir[32], link[64], target[64], got[16] = "", want[16];
+    struct tu_proc p;
+    struct stat sb;
+    int fd;
+
+    make_dir(dir);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    snprintf(target, sizeof(target), "%s/target", dir);
+    ck_assert_int_eq(symlink("target", link), 0);
+    o.port_file = link;
+    tu_proc_start_opts(&p, tu_server_path(), NULL, &o);
+    ck_assert_int_eq(lstat(link, &sb), 0);
+    ck_assert_msg(S_ISLNK(sb.st_mode), "the symlink was replaced");
+    fd = open(target, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(read(fd, got, sizeof(got) - 1), 0);
+    close(fd);
+    snprintf(want, sizeof(want), "%u\n", p.port);
+    ck_assert_str_eq(got, want);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
+    ck_assert_int_eq(lstat(link, &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    ck_assert_int_eq(stat(target, &sb), 0);
+    ck_assert_int_eq(sb.st_size, 0);
+    unlink(link);
+    unlink(target);
+    rmdir(dir);
+}
+END_TEST
+
+/* A directory as --port-file: exit 1, the message naming the option and the path. */
+START_TEST(port_file_directory)
+{
+    char dir[32], slash[40], want[64];
+
+    make_dir(dir);
+    snprintf(slash, sizeof(slash), "%s/", dir);
+    for (int i = 0; i < 2; i++) {
+        const char *path = i == 0 ? dir : slash;
+        expect_exit(run_server((const char *const[]){"-p", "0", "--port-file", path, NULL}, 5000),
+                    1);
+        snprintf(want, sizeof(want), "--port-file %s: ", path);
+        ck_assert_msg(strstr(err, want) != NULL && strstr(err, "directory") != NULL, "stderr: %s",
+                      err);
+        ck_assert_msg(strstr(err, "listening") == NULL, "announced readiness: %s", err);
+    }
+    ck_assert_int_eq(rmdir(dir), 0); /* and nothing was left in it */
+}
+END_TEST
+
+/* More workers than RLIMIT_NPROC lets this user run: exit 1 at once, naming the limit,
+ * before any worker starts (as root, the server runs as nobody: the limit binds only then). */
+START_TEST(workers_beyond_nproc)
+{
+    struct tu_spawn_opts o = {.uid = geteuid() == 0 ? 65534 : 0};
+    const char *argv[] = {tu_server_path(), "-p", "0", "-w", "64", NULL};
+    long uid = o.uid > 0 ? o.uid : (long)getuid();
+    uint64_t t0 = clock_now_ns();
+
+    o.nproc = tu_threads_of_uid(uid) + 16;
+    expect_exit(tu_run_opts(argv, NULL, 0, out, sizeof(out), err, sizeof(err), 10000, &o), 1);
+    ck_assert_msg(strstr(err, "--workers 64") != NULL && strstr(err, "RLIMIT_NPROC") != NULL,
+                  "stderr: %s", err);
+    ck_assert_msg(strstr(err, "listening") == NULL && strstr(err, "cannot start") == NULL,
+                  "stderr: %s", err);
+    ck_assert_uint_lt(clock_now_ns() - t0, 5 * NS_PER_SEC);
+}
+END_TEST
+
+/* -w 100000 where pid_max cannot hold them: refused at once, naming pid_max, instead of
+ * taking every free pid of the machine first. */
+START_TEST(workers_beyond_pid_max)
+{
+    const char *argv[] = {tu_server_path(), "-p", "0", "-w", "100000", NULL};
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "re");
+    long pid_max = 0;
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld", &pid_max), 1);
+    fclose(f);
+    if (pid_max > 150000) {
+        fprintf(stderr, "workers_beyond_pid_max: skipped, pid_max is %ld\n", pid_max);
+        return;
+    }
+    expect_exit(tu_run(argv, NULL, 0, out, sizeof(out), err, sizeof(err), 10000), 1);
+    ck_assert_msg(strstr(err, "--workers 100000") && strstr(err, "pid_max"), "stderr: %s", err);
+    ck_assert_msg(strstr(err, "listening") == NULL, "announced readiness: %s", err);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -648,11 +853,19 @@ static Suite *cli_suite(void)
     tcase_add_test(sig, stalled_stderr_never_blocks);
     tcase_add_loop_test(sig, log_formats, 0, 3);
     tcase_add_test(sig, log_level_warning);
+    tcase_add_test(sig, sighup_ignored);
+    tcase_add_test(sig, sigquit_fast_stop);
     tcase_add_loop_test(sig, early_sigterm, 0, 3);
     suite_add_tcase(s, sig);
     tcase_set_timeout(res, 30);
     tcase_add_test(res, emfile_no_spin);
     tcase_add_test(res, ipv6_bind);
+    tcase_add_test(res, port_file_after_workers);
+    tcase_add_test(res, port_file_removed_at_exit);
+    tcase_add_test(res, port_file_symlink_followed);
+    tcase_add_test(res, port_file_directory);
+    tcase_add_test(res, workers_beyond_nproc);
+    tcase_add_test(res, workers_beyond_pid_max);
     suite_add_tcase(s, res);
     return s;
 }

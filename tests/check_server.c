@@ -108,12 +108,14 @@ static void check_counters_add_up(void)
     ck_assert_uint_eq(st.queued, 0);
     ck_assert_uint_eq(st.active, 0);
     ck_assert_msg(st.accepted == st.completed + st.rejected + st.idle_timeouts + st.send_timeouts +
-                                     st.resets + st.errors + st.aborted,
+                                     st.slow_peers + st.conn_timeouts + st.resets + st.errors +
+                                     st.aborted,
                   "accepted %llu != completed %llu + rejected %llu + idle %llu + send %llu + "
-                  "resets %llu + errors %llu + aborted %llu",
+                  "slow %llu + conn time %llu + resets %llu + errors %llu + aborted %llu",
                   (unsigned long long)st.accepted, (unsigned long long)st.completed,
                   (unsigned long long)st.rejected, (unsigned long long)st.idle_timeouts,
-                  (unsigned long long)st.send_timeouts, (unsigned long long)st.resets,
+                  (unsigned long long)st.send_timeouts, (unsigned long long)st.slow_peers,
+                  (unsigned long long)st.conn_timeouts, (unsigned long long)st.resets,
                   (unsigned long long)st.errors, (unsigned long long)st.aborted);
 }
 

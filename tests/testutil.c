@@ -3,8 +3,10 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -131,6 +133,14 @@ static void child_prepare(pid_t parent, const struct tu_spawn_opts *o)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             _exit(126);
     }
+    if (o != NULL && o->nproc > 0) {
+        struct rlimit rl = {.rlim_cur = (rlim_t)o->nproc, .rlim_max = (rlim_t)o->nproc};
+        if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+            _exit(126);
+    }
+    if (o != NULL && o->uid > 0 && geteuid() == 0 &&
+        (setgroups(0, NULL) < 0 || setgid((gid_t)o->uid) < 0 || setuid((uid_t)o->uid) < 0))
+        _exit(126);
 }
 
 /* Decimal digits of v at the end of buf[cap]; returns where they start (async-signal-safe). */
@@ -231,7 +241,10 @@ void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const a
     memset(p, 0, sizeof(*p));
     strcpy(p->dir, "/tmp/sockpool-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(p->dir));
-    snprintf(portfile, sizeof(portfile), "%s/port", p->dir);
+    if (o != NULL && o->port_file != NULL)
+        snprintf(portfile, sizeof(portfile), "%s", o->port_file);
+    else
+        snprintf(portfile, sizeof(portfile), "%s/port", p->dir);
     snprintf(p->errpath, sizeof(p->errpath), "%s/stderr", p->dir);
     build_argv(argv, prog, portfile, args);
     errfd = open(p->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -608,6 +621,38 @@ static void pump(int in, int out, int err, const char *src, size_t srclen, char 
 int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
            char *err, size_t errcap, int timeout_ms)
 {
+    return tu_run_opts(argv, in, inlen, out, outcap, err, errcap, timeout_ms, NULL);
+}
+
+long tu_threads_of_uid(long uid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    long n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], line[128];
+        long u = -1, t = 0;
+        FILE *f;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
+        if ((f = fopen(path, "re")) == NULL)
+            continue; /* exited meanwhile */
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (sscanf(line, "Uid: %ld", &u) != 1)
+                (void)sscanf(line, "Threads: %ld", &t);
+        fclose(f);
+        n += u == uid ? t : 0;
+    }
+    closedir(d);
+    return n;
+}
+
+int tu_run_opts(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
+                char *err, size_t errcap, int timeout_ms, const struct tu_spawn_opts *o)
+{
     uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     int pi[2], po[2], pe[2], st = -1;
     pid_t pid, parent = getpid();
@@ -619,7 +664,7 @@ int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, si
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        child_prepare(parent, NULL);
+        child_prepare(parent, o);
         dup2(pi[0], STDIN_FILENO);
         dup2(po[1], STDOUT_FILENO);
         dup2(pe[1], STDERR_FILENO);

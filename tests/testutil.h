@@ -31,6 +31,9 @@ struct tu_spawn_opts {
     int stderr_fd;   /* > 2: the child's stderr instead of the capture file (not captured) */
     bool journal;    /* set JOURNAL_STREAM to the child's stderr's device:inode, as systemd does */
     const char *env; /* one extra "NAME=VALUE" for the child's environment, or NULL */
+    long nproc;      /* RLIMIT_NPROC (soft and hard) set in the child; 0: inherit */
+    long uid;        /* > 0 and running as root: the child runs as this uid and gid */
+    const char *port_file; /* tu_proc_start: this path instead of a private one (kept) */
 };
 
 /* Start prog with args (NULL-terminated; -p 0 --port-file are added) and wait up to 10 s for
@@ -113,6 +116,13 @@ void tu_random_bytes(void *buf, size_t len, uint64_t *seed);
  * as tu_proc_start's does. Returns the wait status, or -1 on timeout. */
 int tu_run(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
            char *err, size_t errcap, int timeout_ms);
+
+/* tu_run with extra settings (o may be NULL; stderr_fd and port_file are ignored). */
+int tu_run_opts(const char *const argv[], const void *in, size_t inlen, char *out, size_t outcap,
+                char *err, size_t errcap, int timeout_ms, const struct tu_spawn_opts *o);
+
+/* Threads of the processes whose real uid is uid, now (what RLIMIT_NPROC counts). */
+long tu_threads_of_uid(long uid);
 
 /* Wait up to timeout_ms for cond(arg) to become true, re-checking every 2 ms. For conditions
  * only observable by polling (a counter in another thread). Returns the last value. */

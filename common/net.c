@@ -8,7 +8,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -131,7 +133,54 @@ int net_set_nodelay(int fd)
 {
     int one = 1;
 
-    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ? -errno : 0;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+        return 0;
+    /* A Unix stream socket has no Nagle to turn off. */
+    return errno == EOPNOTSUPP ? 0 : -errno;
+}
+
+int net_unix_addr(const char *spec, struct sockaddr_storage *out, socklen_t *len)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)out;
+    size_t n;
+
+    if (strncmp(spec, "unix:", 5) != 0)
+        return -EINVAL;
+    spec += 5;
+    n = strlen(spec);
+    if (n == 0 || (spec[0] == '@' && n == 1))
+        return -EINVAL;
+    if (n >= sizeof(un->sun_path))
+        return -ENAMETOOLONG;
+    memset(un, 0, sizeof(*un));
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, spec, n);
+    if (spec[0] == '@')
+        un->sun_path[0] = '\0'; /* the abstract namespace: no file, the name is counted */
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (spec[0] == '@' ? 0 : 1));
+    return 0;
+}
+
+int net_bind(const struct sockaddr *addr, socklen_t len, int type, char *err, size_t errlen)
+{
+    int one = 1;
+    int fd = socket(addr->sa_family, type | SOCK_CLOEXEC, 0);
+    int rc;
+
+    if (fd < 0)
+        return fail(-errno, err, errlen, "socket", addr);
+    if (addr->sa_family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+        rc = fail(-errno, err, errlen, "setsockopt SO_REUSEADDR", addr);
+        close(fd);
+        return rc;
+    }
+    if (bind(fd, addr, len) < 0) {
+        rc = fail(-errno, err, errlen, "bind", addr);
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 int net_set_timeout(int fd, int optname, double secs)
@@ -168,6 +217,15 @@ const char *net_format_addr(const struct sockaddr *addr, char *buf, size_t len)
         const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
         inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
         snprintf(buf, len, "[%s]:%u", host, net_addr_port(addr));
+    } else if (addr->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+        int max = (int)sizeof(un->sun_path) - 1;
+        if (un->sun_path[0] != '\0')
+            snprintf(buf, len, "unix:%.*s", max, un->sun_path);
+        else if (un->sun_path[1] != '\0')
+            snprintf(buf, len, "unix:@%.*s", max - 1, un->sun_path + 1);
+        else
+            snprintf(buf, len, "unix:(unnamed)");
     } else {
         snprintf(buf, len, "(family %d)", addr->sa_family);
     }

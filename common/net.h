@@ -8,13 +8,22 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* Longest "[v6-address]:port" net_format_addr writes, with its NUL. */
-#define NET_ADDRSTRLEN 64
+/* Longest "[v6-address]:port" or "unix:/path" net_format_addr writes, with its NUL. */
+#define NET_ADDRSTRLEN 120
 
 /* Create a listening TCP socket (SO_REUSEADDR, close-on-exec, non-blocking if asked) bound to
  * addr. Returns the fd or -errno; on failure err gets "bind 127.0.0.1:80: Permission denied". */
 int net_listen(const struct sockaddr *addr, socklen_t len, int backlog, bool nonblock,
                char *err, size_t errlen);
+
+/* Parse "unix:/path" or "unix:@name" (Linux's abstract namespace) into out and len.
+ * Returns 0, -EINVAL (no "unix:" prefix, empty name) or -ENAMETOOLONG. */
+int net_unix_addr(const char *spec, struct sockaddr_storage *out, socklen_t *len);
+
+/* Create a socket of type (SOCK_STREAM, SOCK_DGRAM; flags such as SOCK_NONBLOCK allowed),
+ * close-on-exec, SO_REUSEADDR unless AF_UNIX, bound to addr; no listen. Returns the fd or
+ * -errno with err filled ("bind unix:/run/x.sock: Address already in use"). */
+int net_bind(const struct sockaddr *addr, socklen_t len, int type, char *err, size_t errlen);
 
 /* Connect a blocking TCP socket to addr, giving up after timeout_ms (<= 0: the kernel's own
  * timeout). Returns the fd or -errno (-ETIMEDOUT on timeout); err names the address. */
@@ -29,7 +38,7 @@ int net_send_all(int fd, const void *buf, size_t len);
  * when SO_RCVTIMEO expired). */
 ssize_t net_recv(int fd, void *buf, size_t len);
 
-/* Set TCP_NODELAY. Returns 0 or -errno. */
+/* Set TCP_NODELAY; a Unix socket is left as it is. Returns 0 or -errno. */
 int net_set_nodelay(int fd);
 
 /* Set SO_RCVTIMEO or SO_SNDTIMEO (optname) to secs; 0 means no timeout. Returns 0 or -errno. */
@@ -38,8 +47,8 @@ int net_set_timeout(int fd, int optname, double secs);
 /* Set or clear O_NONBLOCK. Returns 0 or -errno. */
 int net_set_nonblock(int fd, bool on);
 
-/* Format addr as "127.0.0.1:8000" or "[::1]:8000" into buf (NET_ADDRSTRLEN bytes is enough);
- * returns buf. */
+/* Format addr as "127.0.0.1:8000", "[::1]:8000" or "unix:/path" into buf (NET_ADDRSTRLEN bytes is
+ * enough); returns buf. */
 const char *net_format_addr(const struct sockaddr *addr, char *buf, size_t len);
 
 /* The port of an AF_INET or AF_INET6 address, in host order. */

@@ -2,7 +2,9 @@
  * use. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "internal.h"
@@ -46,6 +48,42 @@ static int setup_socket(const struct sp_server *s, const struct conn *c, struct 
     return rc;
 }
 
+/* Whether rc is counted in errors (server_count_outcome's last case): handle_error's cue. */
+static bool is_error(int rc)
+{
+    return rc != 0 && rc != SP_ERR_IDLE_TIMEOUT && rc != SP_ERR_SEND_TIMEOUT &&
+           rc != SP_ERR_SLOW_PEER && rc != SP_ERR_CONN_TIME && rc != -ECONNRESET && rc != -EPIPE;
+}
+
+void server_log_handler_error(struct sp_server *s, const struct sockaddr_storage *peer, int rc)
+{
+    char addr[NET_ADDRSTRLEN];
+
+    server_log(s, SP_LOG_WARNING, "handler error on %s: %s",
+               net_format_addr((const struct sockaddr *)peer, addr, sizeof(addr)),
+               rc < 0 && rc > -4096 ? strerror(-rc) : "unknown error");
+}
+
+/* setup, handle, finish, and handle_error on failure: socketserver's request life. */
+static int run_hooks(struct sp_server *s, struct sp_request *req)
+{
+    const struct sp_config *cfg = &s->cfg;
+    int rc = cfg->setup != NULL ? cfg->setup(req, cfg->user) : 0;
+
+    if (rc == 0) {
+        rc = cfg->handle(req, cfg->user);
+        if (cfg->finish != NULL)
+            cfg->finish(req, rc, cfg->user);
+    }
+    if (is_error(rc)) {
+        if (cfg->handle_error != NULL)
+            cfg->handle_error(req, rc, cfg->user);
+        else if (!s->fork_child) /* the parent logs for its children: no lock taken here */
+            server_log_handler_error(s, &req->client_address, rc);
+    }
+    return rc;
+}
+
 int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot)
 {
     struct blocking_conn b = {.slot = slot, .idle = s->cfg.idle_timeout};
@@ -57,7 +95,19 @@ int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *s
                              .internal = &b};
     int rc = setup_socket(s, c, &b);
 
-    return rc == 0 ? s->cfg.handle(&req, s->cfg.user) : rc;
+    return rc == 0 ? run_hooks(s, &req) : rc;
+}
+
+void blocking_serve_direct(struct sp_server *s, const struct conn *c)
+{
+    int rc;
+
+    COUNT(s, direct_active, 1);
+    rc = blocking_run(s, c, &s->bytes[0]);
+    close(c->fd);
+    server_count_outcome(s, rc, false);
+    atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
+    wake_unpark(&s->wake);
 }
 
 ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)

@@ -22,6 +22,7 @@ struct counters {
     atomic_uint_fast64_t accepted, rejected, direct_active, completed;
     atomic_uint_fast64_t idle_timeouts, send_timeouts, resets, errors, aborted, accept_errors;
     atomic_uint_fast64_t slow_peers, conn_timeouts;
+    atomic_uint_fast64_t refused, datagrams_in, datagrams_out, dropped;
 };
 
 #define COUNT(s, field, n) atomic_fetch_add_explicit(&(s)->ctr.field, (n), memory_order_relaxed)
@@ -48,6 +49,7 @@ struct sp_server {
     atomic_uint live;         /* the kind's threads that have not exited yet */
     atomic_int stop_requests; /* sp_server_shutdown calls */
     atomic_bool forced;       /* the drain deadline passed: new work is cut at once */
+    bool fork_child;          /* this process is a fork-mode child (set in the child only) */
     /* The acceptor's resource-error pauses (EMFILE...); only the accepting thread uses them. */
     struct {
         bool paused;        /* the last accept failed for lack of a resource */
@@ -56,8 +58,13 @@ struct sp_server {
         uint64_t logged_ns; /* when the last pause was announced */
     } accept;
     struct counters ctr;
-    struct live_bytes *bytes; /* nbytes slots: [0] for direct service, then the kind's */
+    struct live_bytes *bytes; /* nbytes slots: [0] for direct service, then the kind's; a
+                               * shared mapping, so fork mode's children count into it */
     unsigned nbytes;
+    /* A "unix:/path" listener's file, removed at free if it is still ours (same inode). */
+    char unix_path[108];
+    dev_t unix_dev;
+    ino_t unix_ino;
 };
 
 /* The last thread of a kind is gone: wake the drain. */
@@ -93,5 +100,16 @@ int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *s
 
 /* Close c->fd unserved and count it aborted (the drain deadline passed before it ran). */
 void server_abort_conn(struct sp_server *s, const struct conn *c);
+
+/* Whether verify_request and the allow list let this peer in (fd is -1 for a datagram). */
+bool server_verify(struct sp_server *s, int fd, const struct sockaddr_storage *addr, socklen_t len,
+                   uint64_t now_ns);
+
+/* serve_direct of the blocking kinds (thread, fork): blocking_run in the caller's thread,
+ * then close and count. */
+void blocking_serve_direct(struct sp_server *s, const struct conn *c);
+
+/* The default handle_error: one line naming the peer and the error. */
+void server_log_handler_error(struct sp_server *s, const struct sockaddr_storage *peer, int rc);
 
 #endif

@@ -36,5 +36,8 @@ struct kind_ops {
 
 extern const struct kind_ops kind_pool;
 extern const struct kind_ops kind_mux;
+extern const struct kind_ops kind_thread; /* thread.c: a thread per connection */
+extern const struct kind_ops kind_fork;   /* fork.c: a process per connection */
+extern const struct kind_ops kind_udp;    /* udp.c: datagram workers, no queue */
 
 #endif

@@ -17,7 +17,9 @@
 
 #include "cli.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
+#include "notify.h"
 #include "parse.h"
 #include "sockpool.h"
 
@@ -27,9 +29,11 @@
 struct options {
     struct sp_config cfg;
     const char *port_file;
+    const char *metrics; /* --metrics HOST:PORT, NULL when off */
     bool quiet;
     enum log_format log_format;
     enum log_level log_level;
+    struct sp_cidr allow[64]; /* --allow, repeatable */
 };
 
 static void usage(FILE *f)
@@ -40,8 +44,16 @@ static void usage(FILE *f)
             "\n"
             "  -b, --bind ADDR         numeric IPv4/IPv6 address or localhost [127.0.0.1]\n"
             "  -p, --port PORT         TCP port, 0 picks a free one [8000]\n"
-            "  -m, --mode MODE         pool (a blocking thread per connection served) or mux\n"
-            "                          (event loops multiplexing many connections) [pool]\n"
+            "  -m, --mode MODE         pool (a blocking thread per connection served), mux\n"
+            "                          (event loops multiplexing many connections), thread (a\n"
+            "                          thread started per connection) or fork (a process\n"
+            "                          forked per connection: ~0.3 ms more per connection)\n"
+            "                          [pool]; -b unix:PATH and unix:@NAME serve Unix sockets\n"
+            "      --udp               serve UDP datagrams: each answered to its sender,\n"
+            "                          uppercased, whole (up to 65507/65527 bytes)\n"
+            "      --unix-mode MODE    octal permissions of the unix:PATH socket file\n"
+            "      --allow CIDR        serve only peers in CIDR (IPv4/IPv6, repeatable); the\n"
+            "                          others are closed at once, counted as refused\n"
             "  -w, --workers N         pool: worker threads, 1..100000 [128]; mux: event-loop\n"
             "                          threads [online CPUs]\n"
             "      --max-conns N       connections served at once; pool: = workers; mux:\n"
@@ -62,6 +74,9 @@ static void usage(FILE *f)
             "                          progress, then cut them [5]\n"
             "      --port-file FILE    write the bound port to FILE once every worker runs\n"
             "                          (a symlink is followed); removed at exit\n"
+            "      --metrics HOST:PORT\n"
+            "                          serve the counters over HTTP at /metrics (Prometheus\n"
+            "                          text) and /healthz; [::1]:PORT for IPv6 [off]\n"
             "      --log-format FMT    text (UTC timestamp, level, message; '<N>message'\n"
             "                          under journald) or json (one object a line) [text]\n"
             "      --log-level LEVEL   error, warning, info or debug; the counters (at exit,\n"
@@ -96,12 +111,16 @@ enum {
     OPT_ON_FULL,
     OPT_DRAIN,
     OPT_PORT_FILE,
+    OPT_METRICS,
     OPT_QUIET,
     OPT_LOG_FORMAT,
     OPT_LOG_LEVEL,
     OPT_MAX_CONN_TIME,
     OPT_MIN_RATE,
     OPT_MIN_RATE_WINDOW,
+    OPT_UDP,
+    OPT_UNIX_MODE,
+    OPT_ALLOW,
 };
 
 static const struct option long_opts[] = {
@@ -117,16 +136,44 @@ static const struct option long_opts[] = {
     {"on-full", required_argument, NULL, OPT_ON_FULL},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"max-conn-time", required_argument, NULL, OPT_MAX_CONN_TIME},
     {"min-rate", required_argument, NULL, OPT_MIN_RATE},
     {"min-rate-window", required_argument, NULL, OPT_MIN_RATE_WINDOW},
+    {"udp", no_argument, NULL, OPT_UDP},
+    {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
+    {"allow", required_argument, NULL, OPT_ALLOW},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+/* The options of the socketserver family: --udp, --unix-mode, --allow. */
+static void set_family_option(struct options *o, int c, const char *v)
+{
+    char *end = NULL;
+    unsigned long m;
+
+    if (c == OPT_UDP) {
+        o->cfg.udp = true;
+    } else if (c == OPT_UNIX_MODE) {
+        errno = 0;
+        m = strtoul(v, &end, 8);
+        if (*v < '0' || *v > '7' || *end != '\0' || errno != 0 || m == 0 || m > 07777)
+            cli_usage_error("--unix-mode: not an octal mode (1..7777): '%s'", v);
+        o->cfg.unix_mode = (unsigned)m;
+    } else if (c == OPT_ALLOW) {
+        if (o->cfg.nallow == sizeof(o->allow) / sizeof(o->allow[0]))
+            cli_usage_error("--allow: at most %zu networks", o->cfg.nallow);
+        if (sp_cidr_parse(v, &o->allow[o->cfg.nallow]) < 0)
+            cli_usage_error("--allow: not an IPv4 or IPv6 network (CIDR): '%s'", v);
+        o->cfg.allow = o->allow;
+        o->cfg.nallow++;
+    }
+}
 
 static void set_option(struct options *o, int c, const char *v)
 {
@@ -150,6 +197,15 @@ static void set_option(struct options *o, int c, const char *v)
             cli_usage_error("--min-rate-window: must be above 0, got '%s'", v);
         break;
     case OPT_PORT_FILE: o->port_file = v; break;
+    case OPT_METRICS: {
+        struct sockaddr_storage ss;
+        socklen_t len;
+
+        if (metrics_parse_addr(v, &ss, &len) < 0)
+            cli_usage_error("--metrics: expected HOST:PORT or [IPv6]:PORT, got '%s'", v);
+        o->metrics = v;
+        break;
+    }
     case OPT_QUIET: o->quiet = true; break;
     case OPT_LOG_FORMAT:
         if (strcmp(v, "plain") == 0 || log_parse_format(v, &o->log_format) < 0)
@@ -164,9 +220,14 @@ static void set_option(struct options *o, int c, const char *v)
             cfg->mode = SP_MODE_POOL;
         else if (strcmp(v, "mux") == 0)
             cfg->mode = SP_MODE_MUX;
+        else if (strcmp(v, "thread") == 0)
+            cfg->mode = SP_MODE_THREAD;
+        else if (strcmp(v, "fork") == 0)
+            cfg->mode = SP_MODE_FORK;
         else
-            cli_usage_error("--mode: expected pool or mux, got '%s'", v);
+            cli_usage_error("--mode: expected pool, mux, thread or fork, got '%s'", v);
         break;
+    default: set_family_option(o, c, v); break;
     case OPT_ON_FULL:
         if (strcmp(v, "block") == 0)
             cfg->on_full = SP_ON_FULL_BLOCK;
@@ -202,8 +263,10 @@ static void parse_args(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (parse_addr(o->cfg.host, o->cfg.port, &ss, &len) < 0)
-        cli_usage_error("--bind: not a numeric IPv4 or IPv6 address: '%s'", o->cfg.host);
+    if (net_unix_addr(o->cfg.host, &ss, &len) < 0 &&
+        parse_addr(o->cfg.host, o->cfg.port, &ss, &len) < 0)
+        cli_usage_error("--bind: not a numeric IPv4 or IPv6 address nor unix:PATH: '%s'",
+                        o->cfg.host);
 }
 
 /* ---- the port file ---- */
@@ -322,6 +385,10 @@ static void print_stats(struct sp_server *s, const char *when)
               (unsigned long long)st.errors, (unsigned long long)st.aborted,
               (unsigned long long)st.accept_errors, (unsigned long long)st.bytes_in,
               (unsigned long long)st.bytes_out);
+    if (sp_server_config(s)->udp || sp_server_config(s)->nallow > 0 || st.refused > 0)
+        log_force(LOGL_INFO, "%s: refused %llu, datagrams in %llu, datagrams out %llu, dropped %llu",
+                  when, (unsigned long long)st.refused, (unsigned long long)st.datagrams_in,
+                  (unsigned long long)st.datagrams_out, (unsigned long long)st.dropped);
 }
 
 /* The library's messages, written like the program's own. */
@@ -337,6 +404,20 @@ static void library_log(enum sp_log_level level, const char *msg, void *user)
 }
 
 /* ---- signals ---- */
+
+/* systemd's notification socket and the --metrics endpoint: opened by main before serving,
+ * told by the signal thread when the drain begins, closed by main after serve_forever. */
+static struct {
+    struct notifier *notify;
+    struct metrics *metrics;
+} ops;
+
+/* The drain begins: systemd hears STOPPING=1, /healthz turns 503 for load balancers. */
+static void ops_draining(void)
+{
+    (void)notify_stopping(ops.notify);
+    metrics_set_draining(ops.metrics);
+}
 
 /* Signals are blocked in every thread and taken here with sigwait(), in a normal thread
  * context: no work happens in an asynchronous handler. */
@@ -366,12 +447,14 @@ static void take_signal(struct sigctx *ctx, int sig, int *requests)
     } else if (sig == SIGQUIT) {
         log_info("SIGQUIT: stopping at once; cutting connections in progress");
         *requests += 2;
+        ops_draining();
         sp_server_shutdown(ctx->server); /* the second request cuts the drain short */
         sp_server_shutdown(ctx->server);
     } else {
         log_info((*requests)++ == 0 ? "%s: stopping; draining connections in progress"
                                     : "%s again: cutting connections in progress",
                  signal_name(sig));
+        ops_draining();
         sp_server_shutdown(ctx->server);
     }
 }
@@ -419,7 +502,12 @@ static void announce(struct sp_server *s)
     log_info("listening on %s (mode %s, workers %u, max-conns %u, queue %u, backlog %d, "
              "on-full %s, idle-timeout %gs, send-timeout %gs)",
              net_format_addr((struct sockaddr *)&ss, addr, sizeof(addr)),
-             c->mode == SP_MODE_MUX ? "mux" : "pool", c->workers,
+             c->udp                       ? "udp"
+             : c->mode == SP_MODE_MUX    ? "mux"
+             : c->mode == SP_MODE_THREAD ? "thread"
+             : c->mode == SP_MODE_FORK   ? "fork"
+                                         : "pool",
+             c->workers,
              c->max_conns ? c->max_conns : c->workers, c->queue, c->backlog,
              c->on_full == SP_ON_FULL_BLOCK ? "block" : "reject", c->idle_timeout, c->send_timeout);
 }
@@ -440,6 +528,7 @@ static void on_ready(struct sp_server *s, void *user)
         return;
     }
     announce(s);
+    (void)notify_ready(ops.notify, s, 1.0); /* READY=1, then STATUS= at most every second */
 }
 
 /* ---- capacity: refuse --workers the system cannot run, before announcing readiness ---- */
@@ -629,6 +718,31 @@ static bool capacity_ok(const struct sp_server *s)
 
 /* ---- the run ---- */
 
+/* Open $NOTIFY_SOCKET (failing to is logged, not fatal) and start --metrics (fatal). */
+static bool ops_start(struct sp_server *s, const struct options *o)
+{
+    char err[SP_ERRLEN];
+    int rc = notify_open(&ops.notify);
+
+    if (rc < 0)
+        log_warning("NOTIFY_SOCKET: %s; systemd will not hear from this server", strerror(-rc));
+    if (o->metrics == NULL)
+        return true;
+    if (metrics_start(&ops.metrics, o->metrics, s, err) < 0) {
+        log_error("%s", err);
+        notify_close(ops.notify);
+        return false;
+    }
+    log_info("metrics on %s (port %u): /metrics, /healthz", o->metrics, metrics_port(ops.metrics));
+    return true;
+}
+
+static void ops_stop(void)
+{
+    metrics_stop(ops.metrics);
+    notify_close(ops.notify);
+}
+
 static int serve(struct sp_server *s)
 {
     struct sigctx ctx = {.server = s};
@@ -680,11 +794,12 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
-    if (!capacity_ok(s)) {
+    if (!capacity_ok(s) || !ops_start(s, &o)) {
         sp_server_free(s);
         return 1;
     }
     rc = serve(s);
+    ops_stop();
     if (ready.failed)
         rc = 1;
     else if (!o.quiet)

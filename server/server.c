@@ -5,14 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "internal.h"
+#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "parse.h"
+#include "udp.h"
 
 /* How long the acceptor rests after a resource error (EMFILE...) unless a worker frees a
  * descriptor first: short enough to resume promptly, long enough to cost nothing. */
@@ -70,7 +73,17 @@ static const char *apply_mode(struct sp_config *c, unsigned *max_conns)
 {
     bool blocking = c->handle != NULL && c->handle != sp_handle_upper;
 
-    if (c->mode == SP_MODE_POOL) {
+    if (c->udp) {
+        if (c->workers == 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            c->workers = n >= 1 ? (unsigned)n : 1;
+        }
+        if (c->datagram == NULL)
+            c->datagram = sp_datagram_upper;
+    }
+    if (c->mode == SP_MODE_POOL && c->udp) {
+        *max_conns = c->workers;
+    } else if (c->mode == SP_MODE_POOL) {
         if (c->mux != NULL)
             return "pool mode runs a blocking handler (handle); mux handlers need mode mux";
         if (c->workers == 0)
@@ -91,9 +104,18 @@ static const char *apply_mode(struct sp_config *c, unsigned *max_conns)
             c->mux = &sp_mux_upper;
         if (c->mux->on_data == NULL)
             return "a mux handler needs on_data";
+    } else if (c->mode == SP_MODE_THREAD || c->mode == SP_MODE_FORK) {
+        if (c->mux != NULL)
+            return "thread and fork modes run a blocking handler (handle); mux handlers need "
+                   "mode mux";
+        if (c->workers == 0)
+            c->workers = 1; /* the one thread that starts the others */
+        *max_conns = c->max_conns ? c->max_conns : 1024;
     } else {
         return "unknown mode";
     }
+    if (c->udp && c->mode != SP_MODE_POOL)
+        return "UDP runs its own datagram workers: leave the mode at pool";
     if (c->handle == NULL)
         c->handle = sp_handle_upper;
     return NULL;
@@ -110,26 +132,11 @@ static int check_config(struct sp_config *c, unsigned *max_conns, char err[SP_ER
     return bad ? -EINVAL : 0;
 }
 
-/* Bind and listen, then learn the real address (the port the kernel chose for port 0). */
+/* Bind and listen (TCP, unix:, UDP: listener.c), then learn the real address (the port the
+ * kernel chose for port 0). */
 static int open_listener(struct sp_server *s, char err[SP_ERRLEN])
 {
-    struct sockaddr_storage want;
-    socklen_t len;
-
-    if (parse_addr(s->cfg.host, s->cfg.port, &want, &len) < 0) {
-        snprintf(err, SP_ERRLEN, "not a numeric IPv4 or IPv6 address: %s", s->cfg.host);
-        return -EINVAL;
-    }
-    s->listen_fd = net_listen((struct sockaddr *)&want, len, s->cfg.backlog, true, err, SP_ERRLEN);
-    if (s->listen_fd < 0)
-        return s->listen_fd;
-    s->addr_len = sizeof(s->addr);
-    if (getsockname(s->listen_fd, (struct sockaddr *)&s->addr, &s->addr_len) < 0) {
-        int e = errno; /* snprintf may change errno */
-        snprintf(err, SP_ERRLEN, "getsockname: %s", strerror(e));
-        return -e;
-    }
-    return 0;
+    return listener_open(s, err);
 }
 
 /* Descriptors beyond the connections: listener, wake-up pipe, epoll sets and eventfds, the
@@ -161,9 +168,30 @@ static void raise_fd_limit(struct sp_server *s)
                    (unsigned long long)need, s->max_conns, s->cfg.queue);
 }
 
-static const struct kind_ops *kind_of(enum sp_mode mode)
+static const struct kind_ops *kind_of(const struct sp_config *c)
 {
-    return mode == SP_MODE_MUX ? &kind_mux : &kind_pool;
+    static const struct kind_ops *const kinds[] = {
+        [SP_MODE_POOL] = &kind_pool,
+        [SP_MODE_MUX] = &kind_mux,
+        [SP_MODE_THREAD] = &kind_thread,
+        [SP_MODE_FORK] = &kind_fork,
+    };
+
+    return c->udp ? &kind_udp : kinds[c->mode];
+}
+
+/* Byte counters: one slot per serving thread; thread and fork modes share 64 among their
+ * connections (slot = index mod 64). A shared anonymous mapping, so a forked child's adds
+ * reach the parent. */
+static struct live_bytes *bytes_alloc(const struct sp_config *c, unsigned max_conns, unsigned *n)
+{
+    bool per_conn = c->mode == SP_MODE_THREAD || c->mode == SP_MODE_FORK;
+    void *p;
+
+    *n = 1 + (per_conn && !c->udp ? (max_conns < 64 ? max_conns : 64) : c->workers);
+    p = mmap(NULL, *n * sizeof(struct live_bytes), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p; /* zero-filled, page-aligned */
 }
 
 /* Allocate the server and its queue and counters; nothing is opened yet. */
@@ -178,26 +206,22 @@ static struct sp_server *server_alloc(const struct sp_config *c, unsigned max_co
     s->cfg = *c;
     if (s->cfg.log == NULL)
         s->cfg.log = server_default_log;
-    s->kind = kind_of(c->mode);
+    s->kind = kind_of(c);
     s->max_conns = s->cfg.max_conns = max_conns;
     s->send_timeout_ns = (uint64_t)(c->send_timeout * 1e9);
     s->idle_timeout_ns = (uint64_t)(c->idle_timeout * 1e9);
     s->listen_fd = s->wake.rd = s->wake.wr = -1;
-    s->nbytes = 1 + c->workers;
-    s->bytes = aligned_alloc(_Alignof(struct live_bytes), s->nbytes * sizeof(*s->bytes));
+    s->bytes = bytes_alloc(c, max_conns, &s->nbytes);
     if (s->bytes == NULL)
         goto nomem;
-    memset(s->bytes, 0, s->nbytes * sizeof(*s->bytes));
     if ((rc = queue_init(&s->q, c->queue)) < 0) {
         snprintf(err, SP_ERRLEN, "queue of %u: %s", c->queue, strerror(-rc));
-        free(s->bytes);
+        munmap(s->bytes, s->nbytes * sizeof(*s->bytes));
         free(s);
         return NULL;
     }
     return s;
 nomem:
-    if (s != NULL)
-        free(s->bytes);
     free(s);
     snprintf(err, SP_ERRLEN, "out of memory for %u workers", c->workers);
     return NULL;
@@ -238,9 +262,10 @@ void sp_server_free(struct sp_server *s)
         close(c.fd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    listener_unlink(s);
     wake_close(&s->wake);
     queue_destroy(&s->q);
-    free(s->bytes);
+    munmap(s->bytes, s->nbytes * sizeof(*s->bytes));
     free(s);
 }
 
@@ -304,6 +329,10 @@ void sp_server_stats(const struct sp_server *s, struct sp_stats *o)
     o->accept_errors = LOAD(s, accept_errors);
     o->slow_peers = LOAD(s, slow_peers);
     o->conn_timeouts = LOAD(s, conn_timeouts);
+    o->refused = LOAD(s, refused);
+    o->datagrams_in = LOAD(s, datagrams_in);
+    o->datagrams_out = LOAD(s, datagrams_out);
+    o->dropped = LOAD(s, dropped);
 }
 
 /* Park while the queue is full (block mode) and no shutdown is asked. */
@@ -370,6 +399,7 @@ static int accept_one(struct sp_server *s, struct conn *c)
 {
     for (;;) {
         c->addr_len = sizeof(c->addr);
+        memset(&c->addr, 0, sizeof(c->addr)); /* an unnamed Unix peer fills only its family */
         c->fd = accept4(s->listen_fd, (struct sockaddr *)&c->addr, &c->addr_len,
                         SOCK_CLOEXEC | (s->cfg.mode == SP_MODE_MUX ? SOCK_NONBLOCK : 0));
         if (c->fd >= 0)
@@ -393,6 +423,9 @@ static int accept_one(struct sp_server *s, struct conn *c)
 
 static void dispatch(struct sp_server *s, const struct conn *c)
 {
+    /* verify_request: before a queue slot is spent. */
+    if (!server_verify(s, c->fd, &c->addr, c->addr_len, c->accepted_ns))
+        return;
     /* Never waits: a full queue in block mode is caught before accept(). */
     if (queue_push(&s->q, c, false) == 0) {
         s->kind->queued(s);
@@ -447,7 +480,9 @@ int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN])
 
     if (rc == 0 && s->cfg.on_ready != NULL)
         s->cfg.on_ready(s, s->cfg.ready_user);
-    if (rc == 0)
+    if (rc == 0 && s->cfg.udp)
+        udp_wait_stop(s); /* datagram workers need no acceptor */
+    else if (rc == 0)
         accept_loop(s);
     /* Stop accepting at once: from here new connections are refused by the kernel. */
     close(s->listen_fd);
@@ -469,14 +504,20 @@ int sp_server_handle_request(struct sp_server *s, int timeout_ms)
     if (s->listen_fd < 0)
         return -ECANCELED; /* serve_forever has run and closed the listener */
     while (!stopping(s)) {
-        int rc = accept_one(s, &c);
+        int rc = s->cfg.udp ? udp_serve_one(s) : accept_one(s, &c);
+        if (rc == 0 && s->cfg.udp)
+            return 0;
         if (rc == 0) {
-            s->kind->serve_direct(s, &c);
+            if (server_verify(s, c.fd, &c.addr, c.addr_len, c.accepted_ns))
+                s->kind->serve_direct(s, &c);
             return 0;
         }
         int left = timeout_ms < 0 ? -1 : clock_ms_until(deadline);
-        if (left == 0)
+        if (left == 0) {
+            if (s->cfg.handle_timeout != NULL)
+                s->cfg.handle_timeout(s, s->cfg.user);
             return -ETIMEDOUT;
+        }
         if (rc == -EAGAIN)
             wake_wait(&s->wake, s->listen_fd, left);
         else

@@ -100,6 +100,47 @@ enum sp_on_full {
     SP_ON_FULL_REJECT, /* accept and close at once, counted as rejected */
 };
 
+/* socketserver's hooks around a blocking handler (pool, thread and fork modes). */
+/* Called before handle; a non-zero result skips handle and finish and is the outcome. */
+typedef int (*sp_setup_fn)(struct sp_request *req, void *user);
+/* Called after handle (whatever it returned) with its outcome, before the socket closes. */
+typedef void (*sp_finish_fn)(struct sp_request *req, int outcome, void *user);
+/* Called when a connection ends in error (counted in errors: not a timeout, not a reset);
+ * NULL logs one line. In fork mode it runs in the child, and the default line comes from
+ * the parent. */
+typedef void (*sp_error_fn)(struct sp_request *req, int outcome, void *user);
+/* Called in the acceptor for every connection (and every datagram) before a queue slot is
+ * spent; only fd, client_address, client_len, server and accepted_ns are set. Return false
+ * to close it at once, counted as refused. */
+typedef bool (*sp_verify_fn)(const struct sp_request *req, void *user);
+/* Called when sp_server_handle_request waited its whole timeout for nothing. */
+typedef void (*sp_timeout_fn)(struct sp_server *s, void *user);
+
+/* One datagram and its reply (UDP mode; socketserver's DatagramRequestHandler). */
+struct sp_datagram {
+    unsigned char *data; /* the datagram; the handler writes its reply over it */
+    size_t len;          /* bytes in data */
+    size_t cap;          /* room for the reply in data (SP_DGRAM_MAX) */
+    struct sockaddr_storage client_address;
+    socklen_t client_len;
+    struct sp_server *server;
+};
+
+/* Largest datagram served: every legal UDP payload over IPv4 (65507) and IPv6 (65527). */
+#define SP_DGRAM_MAX 65536
+
+/* Answers one datagram: returns the reply's length (0..d->cap, the reply in d->data), or a
+ * negative number for no reply. Runs on any UDP worker, possibly at once: it must not block
+ * for long. */
+typedef ssize_t (*sp_datagram_fn)(struct sp_datagram *d, void *user);
+
+/* An IPv4 or IPv6 network for allow lists; fill it with sp_cidr_parse. */
+struct sp_cidr {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned prefix;        /* leading bits that must match */
+    unsigned char addr[16]; /* network byte order; 4 bytes used for AF_INET */
+};
+
 struct sp_config {
     const char *host;         /* numeric IPv4/IPv6 address or "localhost" */
     uint16_t port;            /* 0 picks a free port; see sp_server_address */
@@ -126,12 +167,24 @@ struct sp_config {
     void *log_user;           /* passed to log */
     sp_ready_fn on_ready;     /* NULL: nothing */
     void *ready_user;         /* passed to on_ready */
+    sp_setup_fn setup;        /* NULL: nothing (blocking modes) */
+    sp_finish_fn finish;      /* NULL: nothing (blocking modes) */
+    sp_error_fn handle_error; /* NULL: log one line (blocking modes) */
+    sp_verify_fn verify_request;  /* NULL: everyone who reaches the address */
+    sp_timeout_fn handle_timeout; /* NULL: nothing */
+    const struct sp_cidr *allow;  /* if nallow > 0, only peers in these networks (Unix
+                                   * socket peers always pass: the file mode guards them) */
+    size_t nallow;
+    bool udp;                 /* serve datagrams (UDPServer) instead of connections */
+    sp_datagram_fn datagram;  /* UDP's handler; NULL means sp_datagram_upper */
+    unsigned unix_mode;       /* permissions of a "unix:/path" socket file; 0 = the umask's */
 };
 
 /* Counters since sp_server_new. Whenever no connection is arriving, accepted = completed +
- * rejected + idle_timeouts + send_timeouts + slow_peers + conn_timeouts + resets + errors +
- * aborted + queued + active: a connection is never missing from both the gauges and the
- * outcomes. */
+ * rejected + refused + idle_timeouts + send_timeouts + slow_peers + conn_timeouts + resets +
+ * errors + aborted + queued + active: a connection is never missing from both the gauges and
+ * the outcomes. In UDP mode, datagrams_in = datagrams_out + dropped + refused + unanswered
+ * (the handler returned < 0). */
 struct sp_stats {
     uint64_t accepted;      /* connections accept() returned */
     uint64_t rejected;      /* closed at once because the queue was full (on_full reject) */
@@ -148,6 +201,11 @@ struct sp_stats {
     uint64_t slow_peers;    /* closed for sending less than min_rate */
     uint64_t conn_timeouts; /* closed at max_conn_time */
     uint64_t accept_errors; /* accept() failures other than ECONNABORTED/EINTR (EMFILE...) */
+    uint64_t refused;       /* closed at once by verify_request or the allow list */
+    uint64_t datagrams_in;  /* UDP: datagrams received (refused and dropped included) */
+    uint64_t datagrams_out; /* UDP: replies sent */
+    uint64_t dropped;       /* UDP: datagrams unanswered: too big (truncated), or the reply
+                             * could not be sent */
 };
 
 /* Fill c with the defaults documented in the README (127.0.0.1:8000, pool mode, workers 0 =
@@ -162,9 +220,10 @@ struct sp_server *sp_server_new(const struct sp_config *c, char err[SP_ERRLEN]);
  * or -errno (with err filled) if the pool could not start. */
 int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN]);
 
-/* Accept one connection and handle it in the calling thread, waiting up to timeout_ms
- * (< 0: forever). Returns 0 when one was handled, -ETIMEDOUT, or -ECANCELED after
- * sp_server_shutdown or once sp_server_serve_forever has returned. */
+/* Accept one connection (UDP: one datagram) and handle it in the calling thread, waiting up
+ * to timeout_ms (< 0: forever). Returns 0 when one was handled (refused ones included),
+ * -ETIMEDOUT after calling cfg.handle_timeout, or -ECANCELED after sp_server_shutdown or
+ * once sp_server_serve_forever has returned. */
 int sp_server_handle_request(struct sp_server *s, int timeout_ms);
 
 /* Ask serve_forever to stop. Safe from any thread and from a signal handler (it only stores
@@ -214,6 +273,36 @@ const struct sp_request *sp_conn_request(const struct sp_conn *c);
 /* A per-connection pointer for the handler (NULL until set). */
 void *sp_conn_data(const struct sp_conn *c);
 void sp_conn_set_data(struct sp_conn *c, void *data);
+
+/* The built-in datagram handler: the datagram uppercased, sent back whole. */
+ssize_t sp_datagram_upper(struct sp_datagram *d, void *user);
+
+/* Parse "10.0.0.0/8", "::1", "2001:db8::/32" or "192.168.1.7" (a host) into out. Returns 0
+ * or -EINVAL. */
+int sp_cidr_parse(const char *text, struct sp_cidr *out);
+
+/* True if addr (AF_INET, or AF_INET6 including ::ffff:a.b.c.d mapped IPv4) is in one of the
+ * n networks of list. */
+bool sp_cidr_match(const struct sp_cidr *list, size_t n, const struct sockaddr *addr);
+
+/* sp_readline's result for a line longer than its buffer. */
+#define SP_ERR_LINE_TOO_LONG (-10005)
+
+/* A buffered line reader on a request (socketserver's rfile). Fields are private. */
+struct sp_reader {
+    struct sp_request *req;
+    size_t start, end;
+    unsigned char buf[4096];
+};
+
+/* Start reading lines from req (no I/O yet). */
+void sp_reader_init(struct sp_reader *r, struct sp_request *req);
+
+/* Read one line into line[max], NUL-terminated, its '\n' kept. Returns its length, 0 at EOF
+ * with nothing left, SP_ERR_LINE_TOO_LONG when max - 1 bytes came without a newline (those
+ * bytes are in line; the next call goes on with the same line), a last line without '\n'
+ * before EOF as is, or what sp_recv returns on failure (SP_ERR_IDLE_TIMEOUT, -errno). */
+ssize_t sp_readline(struct sp_reader *r, char *line, size_t max);
 
 const char *sp_version(void); /* the library's version at run time, e.g. "1.0.0" */
 #pragma GCC visibility pop

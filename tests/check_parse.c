@@ -232,7 +232,7 @@ START_TEST(format_addr)
     ck_assert_int_eq(parse_addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, &ss, &len), 0);
     ck_assert_str_eq(net_format_addr((struct sockaddr *)&ss, buf, sizeof(buf)),
                      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
-    ck_assert_str_eq(net_format_addr((struct sockaddr *)&un, buf, sizeof(buf)), "(family 1)");
+    ck_assert_str_eq(net_format_addr((struct sockaddr *)&un, buf, sizeof(buf)), "unix:(unnamed)");
     ck_assert_uint_eq(net_addr_port((struct sockaddr *)&un), 0);
     /* A short buffer truncates and stays terminated; the bytes after it are untouched. */
     memset(small, 'x', sizeof(small));

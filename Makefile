@@ -58,7 +58,7 @@ LIB_SRCS    := server/server.c server/pool.c server/mux.c server/queue.c server/
                server/listener.c
 LIB_COMMON  := common/log.c common/net.c common/parse.c common/upper.c
 # sockpool-server's own sources besides main.c (systemd notification, the metrics endpoint).
-SERVER_SRCS :=
+SERVER_SRCS := server/notify.c server/metrics.c
 COMMON_OBJS  = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 PIC_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/pic/%.o) $(LIB_COMMON:%.c=$(BUILD)/pic/%.o)

@@ -5,8 +5,8 @@
 #                    (static and shared); the man pages match --help and render cleanly; the
 #                    unit file verifies; /metrics parses with the Prometheus text parser
 
-.PHONY: ship-test check-symbols check-install check-man check-unit
-ship-test: check-symbols check-install check-man check-unit
+.PHONY: ship-test check-symbols check-install check-man check-unit check-e2e
+ship-test: check-symbols check-install check-man check-unit check-e2e
 
 check-symbols: $(LIB) $(SOLIB)
 	tests/ship/check-symbols.sh $(LIB) $(SOLIB)
@@ -21,9 +21,19 @@ check-man: man $(SERVER) $(CLIENT)
 check-unit: man $(SERVER)
 	tests/ship/check-unit.sh $(BUILD)
 
+# The real binary under a fake systemd and a real Prometheus text parser (Debian's python3).
+check-e2e: $(SERVER)
+	/usr/bin/python3 tests/ship/check-e2e.py $(SERVER)
+
 # ---- Check suites of the server program's own modules (run by make test) ----
 TEST_PROGS += $(BUILD)/tests/ship/check_notify
 
 $(BUILD)/tests/ship/check_notify: $(BUILD)/tests/ship/check_notify.o $(BUILD)/server/notify.o \
                                   $(BUILD)/tests/testutil.o $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
+
+TEST_PROGS += $(BUILD)/tests/ship/check_metrics
+
+$(BUILD)/tests/ship/check_metrics: $(BUILD)/tests/ship/check_metrics.o $(BUILD)/server/metrics.o \
+                                   $(BUILD)/tests/testutil.o $(TEST_LIBS)
 	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@

@@ -49,6 +49,7 @@ struct sp_server {
     atomic_uint live;         /* the kind's threads that have not exited yet */
     atomic_int stop_requests; /* sp_server_shutdown calls */
     atomic_bool forced;       /* the drain deadline passed: new work is cut at once */
+    uint64_t next_tick_ns;    /* when the acceptor runs kind->tick next (its thread only) */
     bool fork_child;          /* this process is a fork-mode child (set in the child only) */
     /* The acceptor's resource-error pauses (EMFILE...); only the accepting thread uses them. */
     struct {

@@ -32,6 +32,10 @@ struct kind_ops {
     /* Serve one connection in the calling thread (sp_server_handle_request). Counts its
      * outcome; never cut by the drain. */
     void (*serve_direct)(struct sp_server *s, const struct conn *c);
+    /* Enforce max_conn_time and min_rate on connections in progress, from the acceptor's
+     * thread; returns the milliseconds until it wants to run again, or -1 for never. NULL for
+     * kinds that keep those limits themselves (mux's timer lists). */
+    int (*tick)(struct sp_server *s, uint64_t now_ns);
 };
 
 extern const struct kind_ops kind_pool;

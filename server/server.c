@@ -437,23 +437,41 @@ static void dispatch(struct sp_server *s, const struct conn *c)
     close(c->fd);
 }
 
+/* Run the kind's watchdog when it is due; returns the milliseconds until the next run, or -1
+ * when the kind needs none. Only the acceptor's thread calls it. */
+static int tick(struct sp_server *s)
+{
+    uint64_t now;
+
+    if (s->kind->tick == NULL)
+        return -1;
+    now = clock_now_ns();
+    if (now >= s->next_tick_ns) {
+        int ms = s->kind->tick(s, now);
+        s->next_tick_ns = ms < 0 ? UINT64_MAX : now + (uint64_t)ms * 1000000u;
+    }
+    return s->next_tick_ns == UINT64_MAX ? -1 : clock_ms_until(s->next_tick_ns);
+}
+
 static void accept_loop(struct sp_server *s)
 {
     struct conn c;
 
     while (!stopping(s)) {
+        int wait_ms = tick(s);
         /* Block mode: leave new connections in the kernel's backlog while the queue is full. */
         if (s->cfg.on_full == SP_ON_FULL_BLOCK && queue_full(&s->q)) {
-            wake_park(&s->wake, queue_still_full, s, -1);
+            wake_park(&s->wake, queue_still_full, s, wait_ms);
             continue;
         }
         int rc = accept_one(s, &c);
         if (rc == 0)
             dispatch(s, &c);
         else if (rc == -EAGAIN)
-            wake_wait(&s->wake, s->listen_fd, -1);
+            wake_wait(&s->wake, s->listen_fd, wait_ms);
         else /* polling the listener now would spin */
-            wake_park(&s->wake, not_stopping, s, ACCEPT_PAUSE_MS);
+            wake_park(&s->wake, not_stopping, s,
+                      wait_ms >= 0 && wait_ms < ACCEPT_PAUSE_MS ? wait_ms : ACCEPT_PAUSE_MS);
     }
 }
 
@@ -470,7 +488,8 @@ static void drain(struct sp_server *s)
             s->kind->force(s);
             return;
         }
-        wake_wait(&s->wake, -1, clock_ms_until(deadline));
+        int ms = clock_ms_until(deadline), tick_ms = tick(s);
+        wake_wait(&s->wake, -1, tick_ms >= 0 && tick_ms < ms ? tick_ms : ms);
     }
 }
 

@@ -250,13 +250,16 @@ int sp_write(struct sp_conn *c, const void *buf, size_t len)
             return 0;
         p += n;
         len -= (size_t)n;
-        send_list_update(c);
+        if (c->loop != NULL)
+            c->last_out_ns = c->loop->now; /* the send timeout counts from here */
+        if ((rc = pend(c, p, len)) == 0)
+            send_list_update(c); /* output starts pending */
+    } else {
+        rc = pend(c, p, len);
     }
-    if ((rc = pend(c, p, len)) < 0) {
+    if (rc < 0)
         c->error = rc;
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 size_t sp_conn_pending(const struct sp_conn *c)
@@ -560,6 +563,8 @@ static int next_timeout_ms(const struct mux_loop *l)
 
 /* ---- taking connections from the queue ---- */
 
+static void wake_all(struct sp_server *s);
+
 /* Claim one of the server's max_conns slots. */
 static bool claim_slot(struct mux *m, unsigned max)
 {
@@ -594,6 +599,8 @@ static bool adopt(struct mux_loop *l)
             return rc != -EPIPE;
         }
         wake_unpark(&s->wake); /* room in the queue: a parked acceptor may accept again */
+        if (atomic_load(&l->mux->stopping) && queue_waiting(&s->q) == 0)
+            wake_all(s); /* the last one: idle loops may now see that they are done */
         if (atomic_load(&s->forced)) {
             atomic_fetch_sub(&l->mux->serving, 1);
             server_abort_conn(s, &c);

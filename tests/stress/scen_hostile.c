@@ -314,7 +314,6 @@ void scen_fdexhaust(struct report *r)
     long long pauses = srv_stderr_count(&s, PAUSE_MSG);
     long long secs = (long long)((now_ns() - t0) / NS_PER_S);
     figures(r, ", pause messages %lld in %lld s", pauses, secs + 1);
-    expect(r, pauses >= 1 && pauses <= secs + 1, "%lld pause messages in %lld s", pauses,
-           secs + 1);
+    expect(r, pauses >= 1 && pauses <= secs + 1, "%lld pause messages in %lld s", pauses, secs + 1);
     scen_stop(r, &s, &st);
 }

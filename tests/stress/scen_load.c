@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "stress.h"
@@ -321,9 +322,17 @@ static void fault_run(struct report *r, const char *rate, const char *reset_rate
     figures_tally(r, "", n, &t);
     scen_settle(r, &s, t.conns, &st);
     scen_stop(r, &s, &st);
-    figures(r, "; seed %llu, rate %s, reset rate %s: faults injected %lld, resets %lld",
-            (unsigned long long)g_run->seed, rate, reset_rate, st.fault_injected, st.fault_resets);
+    figures(r,
+            "; seed %llu, rate %s, reset rate %s: faults injected %lld (EAGAIN %lld, short "
+            "%lld), resets %lld",
+            (unsigned long long)g_run->seed, rate, reset_rate, st.fault_injected, st.fault_eagain,
+            st.fault_short, st.fault_resets);
     expect(r, st.fault_injected > 0, "the shim injected nothing (is it preloaded?)");
+    /* Event loops use non-blocking sockets: they must have met faked EAGAINs and survived. */
+    if (g_run->mode != NULL && strcmp(g_run->mode, "mux") == 0)
+        expect(r, st.fault_eagain > 0 && st.fault_short > 0,
+               "mux met no faked EAGAIN (%lld) or short count (%lld)", st.fault_eagain,
+               st.fault_short);
     expect(r, t.mismatches == 0, "reply mismatches");
     if (!resets) {
         expect(r, tally_errors(&t) == 0 && t.finished == FAULT_CLIENTS,

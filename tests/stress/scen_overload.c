@@ -279,7 +279,9 @@ static void reject_mixed_flood(struct report *r, struct srv *s, struct client *c
     unsigned n = run_threads(OV_FLOOD, reject_client, c, sizeof(*c));
     for (unsigned i = 0; i < n; i++)
         seen += c[i].result == 1;
-    ok = srv_settle(s, &after, scaled_ms(5000)) && ok;
+    /* Every connection the clients made accepted, and each outcome counted: a rejection the
+     * client saw may reach the counters a moment later. */
+    ok = ok && srv_settle_count(s, &after, before.accepted + (long long)t->conns, scaled_ms(5000));
     figures(r, "; mixed flood %u: served %llu, rejected %u (server %lld), errors %llu", n,
             (unsigned long long)t->finished, seen, after.rejected - before.rejected,
             tally_errors(t));

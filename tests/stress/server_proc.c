@@ -75,8 +75,22 @@ static void build_argv(const struct srv *s, const struct srv_opts *o, const char
     argv[n++] = "0";
     argv[n++] = "--port-file";
     argv[n++] = portfile;
-    for (int i = 0; o->args != NULL && o->args[i] != NULL && n < MAX_ARGS - 1; i++)
+    if (g_run->mode != NULL) {
+        argv[n++] = "--mode";
+        argv[n++] = g_run->mode;
+    }
+    for (int i = 0; o->args != NULL && o->args[i] != NULL && n < MAX_ARGS - 4; i++) {
+        /* The same capacity in mux mode: N connections served at once, over two loops. */
+        if (g_run->mode != NULL && strcmp(g_run->mode, "mux") == 0 &&
+            strcmp(o->args[i], "-w") == 0 && o->args[i + 1] != NULL) {
+            argv[n++] = "-w";
+            argv[n++] = strcmp(o->args[i + 1], "1") == 0 ? "1" : "2";
+            argv[n++] = "--max-conns";
+            argv[n++] = o->args[++i];
+            continue;
+        }
         argv[n++] = o->args[i];
+    }
     argv[n] = NULL;
 }
 
@@ -336,9 +350,12 @@ static int parse_counters(const char *p, struct sstats *st)
         {"accept errors", offsetof(struct sstats, accept_errors)},
         {"bytes in", offsetof(struct sstats, bytes_in)},
         {"bytes out", offsetof(struct sstats, bytes_out)},
+        /* Optional (last): servers before issue 9 do not report them. */
+        {"slow peers", offsetof(struct sstats, slow_peers)},
+        {"conn timeouts", offsetof(struct sstats, conn_timeouts)},
     };
+    const int required = 13;
     const char *eol = strchr(p, '\n');
-    int found = 0;
 
     memset(st, 0xff, sizeof(*st)); /* every field -1 */
     for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -348,13 +365,20 @@ static int parse_counters(const char *p, struct sstats *st)
             bool starts = q == p || q[-1] == ' ';
             if (starts && q[n] == ' ' && q[n + 1] >= '0' && q[n + 1] <= '9') {
                 *(long long *)((char *)st + keys[k].off) = strtoll(q + n + 1, NULL, 10);
-                found++;
                 break;
             }
         }
     }
     st->fault_injected = st->fault_resets = st->exit_fds = st->exit_threads = -1;
-    return found == (int)(sizeof(keys) / sizeof(keys[0])) ? 0 : -1;
+    st->fault_eagain = st->fault_short = -1;
+    if (st->slow_peers < 0)
+        st->slow_peers = 0;
+    if (st->conn_timeouts < 0)
+        st->conn_timeouts = 0;
+    for (int k = 0; k < required; k++)
+        if (*(long long *)((char *)st + keys[k].off) < 0)
+            return -1;
+    return 0;
 }
 
 /* The last complete line holding tag in buf; NULL if none. */
@@ -446,22 +470,30 @@ int srv_signal(struct srv *s, int sig)
     return send_signal(s, sig) < 0 ? -1 : 0;
 }
 
-bool srv_settle(struct srv *s, struct sstats *st, int timeout_ms)
+bool srv_settle_count(struct srv *s, struct sstats *st, long long accepted_min, int timeout_ms)
 {
     uint64_t deadline = now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
 
+    /* Bounded in time; each round is one SIGUSR1 and a read of the stats line. */
     do {
-        if (srv_stats(s, st, scaled_ms(2000)) == 0 && st->active == 0 && st->queued == 0)
+        if (srv_stats(s, st, scaled_ms(2000)) == 0 && st->active == 0 && st->queued == 0 &&
+            st->accepted >= accepted_min && sstats_add_up(st))
             return true;
         sleep_ms(50);
-    } while (now_ns() < deadline);
+    } while (now_ns() < deadline && !s->exited);
     return false;
+}
+
+bool srv_settle(struct srv *s, struct sstats *st, int timeout_ms)
+{
+    return srv_settle_count(s, st, 0, timeout_ms);
 }
 
 bool sstats_add_up(const struct sstats *st)
 {
     return st->accepted == st->completed + st->rejected + st->idle_timeouts + st->send_timeouts +
-                               st->resets + st->errors + st->aborted + st->queued + st->active;
+                               st->slow_peers + st->conn_timeouts + st->resets + st->errors +
+                               st->aborted + st->queued + st->active;
 }
 
 void srv_stderr_tail(const struct srv *s, char *buf, size_t cap)

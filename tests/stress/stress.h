@@ -233,7 +233,9 @@ void do_nonreader(struct client *c, size_t bytes, unsigned ms);
 struct sstats {
     long long accepted, completed, rejected, active, queued, idle_timeouts, send_timeouts;
     long long resets, errors, aborted, accept_errors, bytes_in, bytes_out;
+    long long slow_peers, conn_timeouts;    /* 0 when the server does not report them */
     long long fault_injected, fault_resets; /* the fault shim's exit line, -1 if none */
+    long long fault_eagain, fault_short;    /* ... of which EAGAIN and short counts */
     long long exit_fds, exit_threads;       /* the shim's exit audit: open fds, threads */
 };
 
@@ -293,10 +295,16 @@ bool srv_wait_stats(struct srv *s, bool (*pred)(const struct sstats *, long long
 /* Send sig to the server now (recording stop_ns for SIGTERM/SIGINT). Returns 0 or -1. */
 int srv_signal(struct srv *s, int sig);
 
-/* Wait until the server reports active == 0 and queued == 0; true if it did in time. */
+/* Wait until the server reports active == 0 and queued == 0 and its counters add up (a
+ * connection's outcome may be counted a moment after the peer saw it end); true if it did
+ * in time. */
 bool srv_settle(struct srv *s, struct sstats *st, int timeout_ms);
 
-/* accepted == completed + rejected + idle + send timeouts + resets + errors + aborted. */
+/* srv_settle, and accepted >= accepted_min (connections still in the backlog arrive). */
+bool srv_settle_count(struct srv *s, struct sstats *st, long long accepted_min, int timeout_ms);
+
+/* accepted == completed + rejected + idle + send timeouts + slow peers + conn timeouts +
+ * resets + errors + aborted + queued + active. */
 bool sstats_add_up(const struct sstats *st);
 
 /* Copy the last cap-1 bytes of the server's stderr into buf. */
@@ -322,7 +330,9 @@ double proc_cpu_s(pid_t pid);
 
 struct run {
     const char *server;      /* the binary under test */
-    const char *label;       /* "release", "asan", ... */
+    const char *label;       /* "release/pool", "asan/mux", ... */
+    const char *mode;        /* "pool", "mux" or NULL (the server's default): with mux, each
+                              * scenario's "-w N" becomes "--mode mux -w 2 --max-conns N" */
     const char *const *wrap; /* a command to run the server under (valgrind), or NULL */
     const char *preload;     /* the fault shim: preloaded with faults by the fault scenarios */
     const char *audit;       /* the same shim, preloaded without faults by every other scenario
@@ -393,5 +403,6 @@ void scen_soak(struct report *r);
 void scen_fault(struct report *r);
 void scen_fault_resets(struct report *r);
 void scen_lite(struct report *r);
+void scen_slow_attack(struct report *r);
 
 #endif

@@ -50,6 +50,38 @@ static int count_lines(const char *s)
     return n;
 }
 
+/* Lines of a server's log that tell of events (not the start-up warning that the descriptor
+ * limit caps what max-conns asks for, which depends on the machine's hard limit). */
+static int count_events(const char *log)
+{
+    int n = 0;
+
+    for (const char *l = log; *l;) {
+        const char *eol = strchr(l, '\n');
+        size_t len = eol ? (size_t)(eol - l) : strlen(l);
+        n += memmem(l, len, "descriptor limit", 16) == NULL;
+        l += len + (eol != NULL);
+    }
+    return n;
+}
+
+/* The worker kind the server runs in for the case (its unchecked fixture sets it, in the
+ * process that forks the tests): the signal and resource cases run in both. */
+static bool g_mux;
+static const char *const mux_args[] = {"--mode", "mux", NULL};
+
+static void mode_pool(void)
+{
+    g_mux = false;
+    tu_set_server_args(NULL);
+}
+
+static void mode_mux(void)
+{
+    g_mux = true;
+    tu_set_server_args(mux_args);
+}
+
 /* Assert the status is a normal exit with code. */
 static void expect_exit(int st, int code)
 {
@@ -354,7 +386,7 @@ START_TEST(sigpipe_never_kills)
     expect_exit(tu_proc_stop(&p, SIGTERM, 10000), 0);
     ck_assert_ptr_nonnull(strstr(p.errlog, "stopped: accepted 4,"));
     /* Vanished peers end quietly: only the start, stopping and final lines were logged. */
-    ck_assert_msg(count_lines(p.errlog) == 3, "stderr: %s", p.errlog);
+    ck_assert_msg(count_events(p.errlog) == 3, "stderr: %s", p.errlog);
 }
 END_TEST
 
@@ -383,7 +415,11 @@ START_TEST(emfile_no_spin)
     uint64_t t0;
     double cpu0, wall, cpu;
 
-    tu_proc_start_opts(&p, tu_server_path(), (const char *const[]){"-w", "64", NULL}, &o);
+    /* The same 64 connections served at once in each mode. */
+    tu_proc_start_opts(&p, tu_server_path(),
+                       g_mux ? (const char *const[]){"-w", "1", "--max-conns", "64", NULL}
+                             : (const char *const[]){"-w", "64", NULL},
+                       &o);
     for (int i = 0; i < EMFILE_CONNS; i++)
         fds[i] = tu_connect(p.port); /* the kernel completes them all; the server cannot */
     ck_assert(tu_proc_wait_stderr(&p, "Too many open files", 5000));
@@ -831,12 +867,49 @@ START_TEST(workers_beyond_pid_max)
 }
 END_TEST
 
+/* A test case named "NAME[MODE]" whose servers run in that mode. */
+static TCase *mode_tcase(Suite *s, const char *name, bool mux)
+{
+    static char names[8][32];
+    static int used;
+    char *n = names[used++ % 8];
+    TCase *tc;
+
+    snprintf(n, sizeof(names[0]), "%s[%s]", name, mux ? "mux" : "pool");
+    tc = tcase_create(n);
+    tcase_add_unchecked_fixture(tc, mux ? mode_mux : mode_pool, NULL);
+    tcase_set_timeout(tc, 30);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+/* Signals, drain, logging and running out of descriptors, in one worker kind. */
+static void add_mode(Suite *s, bool mux)
+{
+    TCase *sig = mode_tcase(s, "signals", mux), *res = mode_tcase(s, "resources", mux);
+
+    tcase_add_loop_test(sig, stop_signal_drains, 0, 2);
+    tcase_add_test(sig, drain_deadline);
+    tcase_add_test(sig, second_signal_cuts);
+    tcase_add_test(sig, sigusr1_prints_stats);
+    tcase_add_test(sig, sigpipe_never_kills);
+    tcase_add_test(sig, stalled_stderr_never_blocks);
+    tcase_add_test(sig, sighup_ignored);
+    tcase_add_test(sig, sigquit_fast_stop);
+    tcase_add_loop_test(sig, early_sigterm, 0, 3);
+    tcase_add_test(res, emfile_no_spin);
+    tcase_add_test(res, ipv6_bind);
+}
+
 static Suite *cli_suite(void)
 {
+    const char *modes = getenv("SOCKPOOL_MODES");
     Suite *s = suite_create("cli");
-    TCase *args = tcase_create("args"), *sig = tcase_create("signals");
-    TCase *res = tcase_create("resources");
+    TCase *args = tcase_create("args"), *logs = tcase_create("logs");
+    TCase *files = tcase_create("files");
 
+    if (modes == NULL || *modes == '\0')
+        modes = "pool mux";
     tcase_set_timeout(args, 30);
     tcase_add_test(args, help_and_version);
     tcase_add_loop_test(args, usage_errors, 0, (int)(sizeof(bad_usage) / sizeof(bad_usage[0])));
@@ -844,29 +917,22 @@ static Suite *cli_suite(void)
     tcase_add_test(args, port_file_unwritable);
     tcase_add_test(args, start_line_and_quiet);
     suite_add_tcase(s, args);
-    tcase_set_timeout(sig, 30);
-    tcase_add_loop_test(sig, stop_signal_drains, 0, 2);
-    tcase_add_test(sig, drain_deadline);
-    tcase_add_test(sig, second_signal_cuts);
-    tcase_add_test(sig, sigusr1_prints_stats);
-    tcase_add_test(sig, sigpipe_never_kills);
-    tcase_add_test(sig, stalled_stderr_never_blocks);
-    tcase_add_loop_test(sig, log_formats, 0, 3);
-    tcase_add_test(sig, log_level_warning);
-    tcase_add_test(sig, sighup_ignored);
-    tcase_add_test(sig, sigquit_fast_stop);
-    tcase_add_loop_test(sig, early_sigterm, 0, 3);
-    suite_add_tcase(s, sig);
-    tcase_set_timeout(res, 30);
-    tcase_add_test(res, emfile_no_spin);
-    tcase_add_test(res, ipv6_bind);
-    tcase_add_test(res, port_file_after_workers);
-    tcase_add_test(res, port_file_removed_at_exit);
-    tcase_add_test(res, port_file_symlink_followed);
-    tcase_add_test(res, port_file_directory);
-    tcase_add_test(res, workers_beyond_nproc);
-    tcase_add_test(res, workers_beyond_pid_max);
-    suite_add_tcase(s, res);
+    tcase_set_timeout(logs, 30);
+    tcase_add_loop_test(logs, log_formats, 0, 3);
+    tcase_add_test(logs, log_level_warning);
+    suite_add_tcase(s, logs);
+    tcase_set_timeout(files, 30);
+    tcase_add_test(files, port_file_after_workers);
+    tcase_add_test(files, port_file_removed_at_exit);
+    tcase_add_test(files, port_file_symlink_followed);
+    tcase_add_test(files, port_file_directory);
+    tcase_add_test(files, workers_beyond_nproc);
+    tcase_add_test(files, workers_beyond_pid_max);
+    suite_add_tcase(s, files);
+    if (strstr(modes, "pool") != NULL)
+        add_mode(s, false);
+    if (strstr(modes, "mux") != NULL)
+        add_mode(s, true);
     return s;
 }
 

@@ -2,6 +2,10 @@
 #
 # Each tests/check_NAME.c is one suite and one program, linked with tests/testutil.c and
 # $(TEST_LIBS). A fragment adds a suite by appending to TEST_PROGS.
+#
+# check_server and check_cli run their server-behaviour cases once per worker mode, in test
+# cases named NAME[pool] and NAME[mux]; SOCKPOOL_MODES="pool" (or "mux") narrows that, e.g.
+# `SOCKPOOL_MODES=mux make test`; CK_RUN_CASE='data[mux]' runs one case.
 
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt)

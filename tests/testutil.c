@@ -186,7 +186,15 @@ static char **child_env(const struct tu_spawn_opts *o, char **env, char *journal
     return env;
 }
 
-/* Fill argv with prog, "-p 0 --port-file PORTFILE" and args. */
+static const char *const *server_args;
+
+void tu_set_server_args(const char *const *args)
+{
+    server_args = args;
+}
+
+/* Fill argv with prog, "-p 0 --port-file PORTFILE", the server's extra arguments (when prog
+ * is the server) and args. */
 static void build_argv(const char *argv[64], const char *prog, const char *portfile,
                        const char *const args[])
 {
@@ -197,6 +205,10 @@ static void build_argv(const char *argv[64], const char *prog, const char *portf
     argv[n++] = "0";
     argv[n++] = "--port-file";
     argv[n++] = portfile;
+    for (int i = 0; strcmp(prog, tu_server_path()) == 0 && server_args != NULL &&
+                    server_args[i] != NULL && n < 63;
+         i++)
+        argv[n++] = server_args[i];
     for (int i = 0; args != NULL && args[i] != NULL && n < 63; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

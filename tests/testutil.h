@@ -46,6 +46,11 @@ void tu_proc_start(struct tu_proc *p, const char *prog, const char *const args[]
 void tu_proc_start_opts(struct tu_proc *p, const char *prog, const char *const args[],
                         const struct tu_spawn_opts *o);
 
+/* Arguments added to every start of sockpool-server after "-p 0 --port-file F" (NULL:
+ * none), e.g. {"--mode", "mux", NULL} to run a suite's cases in another worker kind. The
+ * array must outlive the starts. */
+void tu_set_server_args(const char *const *args);
+
 /* Start sockpool-server with args, as tu_proc_start. */
 void tu_server_start(struct tu_proc *p, const char *const args[]);
 

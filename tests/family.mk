@@ -4,7 +4,7 @@
 # examples. They share tests/familyutil.c besides testutil.c. `make examples` builds the
 # programs under examples/, which use only the public header and libsockpool.a.
 
-FAMILY_SUITES := check_modes check_unix check_udp
+FAMILY_SUITES := check_modes check_unix check_udp check_hooks
 TEST_PROGS    += $(FAMILY_SUITES:%=$(BUILD)/tests/%)
 
 $(FAMILY_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/familyutil.o

@@ -4,6 +4,7 @@
 # suites link; main.c alone stays out of it.
 
 CLIENT_SRCS := client/histogram.c client/payload.c client/schedule.c client/connect.c \
+               client/sizes.c client/thresholds.c client/check.c \
                client/worker.c client/load.c client/report.c client/pipe.c \
                client/interactive.c
 CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)

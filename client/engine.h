@@ -14,10 +14,15 @@
 #include "payload.h"
 #include "schedule.h"
 
-/* Connect attempts per connection (1 + retries) when the server refuses (full backlog). */
+/* Connect attempts per connection (1 + retries) when the server refuses (full backlog), for
+ * the connections of the run's start. */
 #define CONNECT_ATTEMPTS 4
 /* First pause before a retry; doubled at each retry (10, 20, 40 ms). */
 #define CONNECT_BACKOFF_NS 10000000ull
+/* crr: pause before the next connect after a failed one, so a refusing server is not spun on. */
+#define CRR_RETRY_NS 10000000ull
+/* At the end, how long the replies in flight and the server's closes are waited for. */
+#define DRAIN_NS 1000000000ull
 
 /* The events an open connection is registered for. Edge-triggered: a reply is read once, to a
  * short read, and the event is not queued again (level-triggered epoll polls every reported
@@ -37,28 +42,40 @@ struct run {
     pthread_mutex_t gate_lock;
     pthread_cond_t gate_open;
     unsigned gate_waiting;
-    _Atomic uint64_t start_ns;
-    long cpu_start_us;           /* process CPU at the gate; written before start_ns is published */
+    _Atomic uint64_t start_ns;   /* the load starts (the warm-up, if any, first) */
+    long cpu_start_us;           /* process CPU when the measured run began */
     atomic_bool mismatch_logged; /* the first mismatch is described on stderr, once */
+    /* The last time any thread completed an exchange, and the longest time without one:
+     * each thread exchanges it once per batch of events with completions. */
+    _Atomic uint64_t last_done_ns;
+    _Atomic uint64_t longest_gap_ns;
 };
 
-enum conn_state { C_NEW, C_CONNECTING, C_BACKOFF, C_OPEN, C_FAILED, C_DONE };
+/* C_WAIT: not connected, its timer says when to try (ramp, back-off, crr's next connect). */
+enum conn_state { C_WAIT, C_CONNECTING, C_OPEN, C_DRAINING, C_FAILED, C_DONE };
 
 struct conn {
     int fd;
     uint8_t state;
-    uint8_t attempts;
+    uint8_t attempts; /* connect attempts of the current establishment */
     bool in_epoll;
-    bool pollout;   /* EPOLLOUT registered: a send was cut short */
-    uint32_t index; /* over all threads: the rate phase, the payload start */
-    size_t src_off; /* payload offset of the next byte to send */
+    bool pollout;      /* EPOLLOUT registered: a send was cut short */
+    bool ever_open;    /* established at least once */
+    bool broken;       /* lost after being open: the next establishment replaces it */
+    bool counted;      /* rr/crr: the message in flight was started in the measured run */
+    uint32_t id;       /* index in its worker's table: its timer's id */
+    uint32_t index;    /* over all threads: the rate phase, the payload start */
+    uint32_t failures; /* --reconnect: consecutive failures, for the back-off */
+    size_t src_off;    /* payload offset of the next byte to send */
     size_t want_off;
     uint64_t sent, recvd; /* bytes; recvd counts verified bytes only */
     uint64_t limit;       /* bytes of the messages started so far */
-    uint64_t msgs;        /* completed messages */
+    uint64_t msgs;        /* completed messages, over every establishment */
     uint64_t due_ns;      /* connecting: give-up time; --rate: intended time of the next send */
-    uint64_t retry_ns;    /* backoff: next attempt */
+    uint64_t sent_ns;     /* --rate: actual send time of the message in flight */
+    uint64_t connect_ns;  /* when the current connect attempt began */
     uint64_t *stamps;     /* send time of message m at stamps[m % ring] */
+    uint32_t msg_size;    /* rr, crr: the size of the message in flight */
 };
 
 struct worker {
@@ -67,16 +84,25 @@ struct worker {
     int ep;
     struct conn *conns;
     unsigned nconns;
-    unsigned active; /* connections open and not finished */
-    unsigned ring;   /* stamps per connection */
+    unsigned nstate[C_DONE + 1]; /* connections in each state (conn_set_state keeps them) */
+    unsigned pending;            /* connections waiting for their first establishment */
+    unsigned ring;               /* stamps per connection */
     uint64_t *stamps;
     bool limited; /* -n: quota counts the messages this thread may still start */
     uint64_t quota;
     uint64_t interval_ns; /* --rate: between two sends of one connection */
+    uint64_t measure_ns;  /* the measured run begins (after the warm-up) */
+    bool in_run;          /* past the start gate: failures may be replaced (--reconnect) */
+    bool draining;        /* the end: no new connection, no new message */
+    bool measuring;       /* past measure_ns (updated once per batch of events) */
     struct sched sched;
+    uint64_t rng; /* message sizes */
+    unsigned next_source;
     unsigned char *buf; /* receive scratch, PAYLOAD_EXT bytes */
     bool stopped;
-    /* Read by the progress line while the worker runs: single-writer relaxed atomics. */
+    uint64_t batch_done_ns; /* the last exchange completed since the last wait, 0 if none */
+    /* Read by the progress line and the intervals while the worker runs: single-writer
+     * relaxed atomics. */
     _Atomic uint64_t live_msgs;
     _Atomic uint64_t live_errors;
     /* Read only after the thread is joined. */
@@ -84,10 +110,14 @@ struct worker {
     uint64_t bytes;
     unsigned connected;
     unsigned starved;
+    uint64_t connects, replaced, reconnect_failures, size_sum;
     uint64_t unsent; /* --rate: messages due before the end, never sent */
     uint64_t end_ns; /* when the measured loop ended */
     char cause[160];
+    char local_cause[160];
     struct hist hist;
+    struct hist hist_sent;    /* --rate: from the actual send */
+    struct hist hist_connect; /* crr */
 };
 
 /* Set up worker number id of run (its share of the connections, not yet connected; its epoll
@@ -101,22 +131,48 @@ void worker_free(struct worker *w);
  * 0, or -ECANCELED when the run was stopped meanwhile. */
 int connect_all(struct worker *w);
 
-/* Drive w's open connections from start_ns until deadline_ns (or the quota), then close them. */
+/* Start a connect attempt on c (state C_CONNECTING, or the failure handled). */
+void connect_attempt(struct worker *w, struct conn *c, uint64_t now);
+
+/* An event on a connecting c: the handshake finished one way or the other. */
+void connect_event(struct worker *w, struct conn *c, uint64_t now);
+
+/* c's connect attempt reached its deadline. */
+void connect_expired(struct worker *w, struct conn *c, uint64_t now);
+
+/* An open connection failed with errno e (positive; 0 for an EOF, with inflight bytes
+ * outstanding): count it, close it, and with --reconnect schedule its replacement. */
+void conn_lost(struct worker *w, struct conn *c, int e, uint64_t inflight, uint64_t now);
+
+/* Drive w's open connections from start_ns until deadline_ns (or the quota), then end them
+ * gracefully (half-close, collect the replies in flight, close). */
 void worker_run(struct worker *w, uint64_t start_ns, uint64_t deadline_ns);
 
 /* Count one error of the kind fitting errno value e (positive) on a data connection. */
 void worker_count_errno(struct worker *w, int e);
 
 /* Before the run: c is open and idle, yet readable. Reads what the server did (closed, reset,
- * sent unasked bytes) and closes c with that error counted; a stale wake-up changes nothing.
- * A level-triggered event left unread would fire at every wait until the run starts. */
+ * sent unasked bytes) and closes c with that error counted; a stale wake-up changes nothing. */
 void conn_idle_event(struct worker *w, struct conn *c);
 
-/* Close c's socket; active connections are counted down. */
+/* Move c to state s; the one place connection states change, so the counts stay right. */
+void conn_set_state(struct worker *w, struct conn *c, enum conn_state s);
+
+/* Close c's socket (and drop its timer), leaving it in state final. */
 void conn_close(struct worker *w, struct conn *c, enum conn_state final);
+
+/* c just became open: start its traffic (rr: the first message; stream: the window). */
+void conn_begin(struct worker *w, struct conn *c, uint64_t now);
 
 /* Wait for events up to timeout_ns (UINT64_MAX: forever), with ns precision where the kernel
  * has epoll_pwait2. Returns the count, 0 on timeout or EINTR. */
 int worker_wait(int ep, struct epoll_event *evs, int max, uint64_t timeout_ns);
+
+/* Add 1 to a single-writer counter read by other threads. */
+static inline void engine_bump(_Atomic uint64_t *a, uint64_t v)
+{
+    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
 
 #endif

@@ -1,7 +1,9 @@
 /* histogram.c - the log-linear latency histogram. */
 #include "histogram.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 
 #define LOAD(a) atomic_load_explicit(&(a), memory_order_relaxed)
 
@@ -94,4 +96,104 @@ double hist_quantile(const struct hist *h, double q)
         }
     }
     return hi; /* only when read while another thread records: the count ran ahead */
+}
+
+void hist_sub(struct hist *dst, const struct hist *later, const struct hist *earlier)
+{
+    uint64_t n = 0;
+    unsigned lo = HIST_BUCKETS, hi = 0;
+
+    hist_init(dst);
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        uint64_t a = LOAD(later->bucket[i]), b = LOAD(earlier->bucket[i]);
+        uint64_t d = a > b ? a - b : 0;
+        atomic_init(&dst->bucket[i], d);
+        n += d;
+        if (d > 0) {
+            lo = i < lo ? i : lo;
+            hi = i;
+        }
+    }
+    atomic_init(&dst->count, n);
+    atomic_init(&dst->sum_ns, LOAD(later->sum_ns) - LOAD(earlier->sum_ns));
+    if (n > 0) {
+        atomic_init(&dst->min_ns, hist_bucket_low(lo));
+        atomic_init(&dst->max_ns, hist_bucket_low(hi) + hist_bucket_width(hi) - 1);
+    }
+}
+
+/* The standard deviation in ns, from the bucket middles. */
+static double hist_stddev(const struct hist *h)
+{
+    uint64_t n = LOAD(h->count);
+    double mean = hist_mean(h), acc = 0;
+
+    if (n == 0)
+        return 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        uint64_t b = LOAD(h->bucket[i]);
+        if (b > 0) {
+            double mid = (double)hist_bucket_low(i) + (double)(hist_bucket_width(i) - 1) / 2.0;
+            acc += (double)b * (mid - mean) * (mid - mean);
+        }
+    }
+    return sqrt(acc / (double)n);
+}
+
+/* The next percentile HdrHistogram's iterator reports after level (5 ticks per half of what is
+ * left: 0, 10, ..., 50, 55, ..., 75, 77.5, ...). */
+static double next_level(double level)
+{
+    double ticks = 5.0 * pow(2.0, floor(log2(100.0 / (100.0 - level))) + 1);
+
+    return level + 100.0 / ticks;
+}
+
+int hist_write_hgrm(FILE *f, const struct hist *h)
+{
+    uint64_t n = LOAD(h->count), seen = 0;
+    double level = 0, max_us = (double)hist_max(h) / 1e3;
+    unsigned i = 0;
+
+    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    while (n > 0 && i < HIST_BUCKETS) {
+        /* Report every level that the counts up to bucket i reach. */
+        seen += LOAD(h->bucket[i]);
+        while (seen > 0 && (double)seen >= level / 100.0 * (double)n && level < 100.0) {
+            double v = (double)(hist_bucket_low(i) + hist_bucket_width(i) - 1) / 1e3;
+            v = v > max_us ? max_us : v;
+            fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", v, level / 100.0, (unsigned long long)seen,
+                    1.0 / (1.0 - level / 100.0));
+            level = next_level(level);
+            /* Below double precision the levels stop moving: the rest is the last line. */
+            if (100.0 - level < 1e-9)
+                level = 100.0;
+        }
+        if (seen == n)
+            break;
+        i++;
+    }
+    if (n > 0)
+        fprintf(f, "%12.3f %2.12f %10llu\n", max_us, 1.0, (unsigned long long)n);
+    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", hist_mean(h) / 1e3,
+            hist_stddev(h) / 1e3);
+    fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", max_us, (unsigned long long)n);
+    fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", 36 - HIST_SUB_BITS + 1, HIST_SUB);
+    return ferror(f) ? -EIO : 0;
+}
+
+void hist_write_json_buckets(FILE *f, const struct hist *h)
+{
+    bool first = true;
+
+    fputc('[', f);
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        uint64_t b = LOAD(h->bucket[i]);
+        if (b == 0)
+            continue;
+        fprintf(f, "%s[%llu,%llu]", first ? "" : ",", (unsigned long long)hist_bucket_low(i),
+                (unsigned long long)b);
+        first = false;
+    }
+    fputc(']', f);
 }

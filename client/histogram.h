@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define HIST_SUB_BITS 7
 #define HIST_SUB (1u << HIST_SUB_BITS)
@@ -83,6 +84,19 @@ double hist_mean(const struct hist *h);
 /* The q-quantile (0 <= q <= 1) in ns: the value of rank ceil(q * count) in sorted order, within
  * 0.4%; q = 1 gives the exact max, q = 0 the exact min. 0 when empty. */
 double hist_quantile(const struct hist *h, double q);
+
+/* dst = later - earlier, bucket by bucket: what was recorded between two snapshots of one
+ * histogram (later taken after earlier). min and max come from the buckets, so they are
+ * within a bucket (0.4%) of the exact values; the sum is exact. */
+void hist_sub(struct hist *dst, const struct hist *later, const struct hist *earlier);
+
+/* Write h in HdrHistogram's percentile-distribution text format (.hgrm: Value, Percentile,
+ * TotalCount, 1/(1-Percentile), then the summary lines), values in microseconds. Returns 0 or
+ * -EIO when f failed. */
+int hist_write_hgrm(FILE *f, const struct hist *h);
+
+/* Write the non-empty buckets as a JSON array of [lowest value in ns, count] pairs. */
+void hist_write_json_buckets(FILE *f, const struct hist *h);
 
 /* The lowest value counted in bucket i, and the bucket's width. */
 uint64_t hist_bucket_low(unsigned i);

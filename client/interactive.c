@@ -176,11 +176,17 @@ static long next_line(struct linebuf *b, int fd)
     return (long)n;
 }
 
-int interactive_run(int fd, const char *peer)
+int interactive_run(int fd, const char *peer, bool raw)
 {
     struct linebuf b = {0};
     int status = 0;
 
+    if (raw) {
+        /* Any protocol: lines go out as typed, whatever comes back is shown as it comes. */
+        printf("connected to %s (raw: replies are shown unchecked); Ctrl-D quits\n", peer);
+        fflush(stdout);
+        return pipe_run(fd, peer, true);
+    }
     printf("connected to %s: each line comes back uppercased; Ctrl-D quits\n", peer);
     for (;;) {
         fputs("> ", stdout);
@@ -204,7 +210,8 @@ int interactive_run(int fd, const char *peer)
         }
         if (rc < 0) {
             log_error("%s: %s", peer,
-                      rc == -EPROTO ? "sent bytes nobody asked for (not a sockpool server?)"
+                      rc == -EPROTO ? "sent bytes nobody asked for (not a sockpool server? "
+                                      "--raw relays any reply)"
                                     : strerror(-rc));
             status = 1;
             break;

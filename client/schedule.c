@@ -1,4 +1,4 @@
-/* schedule.c - the send schedule's min-heap. */
+/* schedule.c - the timer heap, indexed by connection id. */
 #include "schedule.h"
 
 #include <errno.h>
@@ -7,31 +7,91 @@
 int sched_init(struct sched *s, unsigned cap)
 {
     s->heap = calloc(cap ? cap : 1, sizeof(*s->heap));
+    s->pos = malloc((cap ? cap : 1) * sizeof(*s->pos));
     s->len = 0;
     s->cap = cap;
-    return s->heap == NULL ? -ENOMEM : 0;
+    if (s->heap == NULL || s->pos == NULL) {
+        sched_free(s);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < cap; i++)
+        s->pos[i] = SCHED_NONE;
+    return 0;
 }
 
 void sched_free(struct sched *s)
 {
     free(s->heap);
+    free(s->pos);
     s->heap = NULL;
+    s->pos = NULL;
     s->len = s->cap = 0;
 }
 
-int sched_push(struct sched *s, uint64_t due_ns, void *item)
+static void place(struct sched *s, unsigned i, struct sched_entry e)
 {
-    unsigned i = s->len;
+    s->heap[i] = e;
+    s->pos[e.id] = i;
+}
 
-    if (s->len == s->cap)
-        return -ENOSPC;
-    s->len++;
-    while (i > 0 && s->heap[(i - 1) / 2].due_ns > due_ns) {
-        s->heap[i] = s->heap[(i - 1) / 2];
+/* Move the entry e, meant for slot i, up while it is earlier than its parent. */
+static void sift_up(struct sched *s, unsigned i, struct sched_entry e)
+{
+    while (i > 0 && s->heap[(i - 1) / 2].due_ns > e.due_ns) {
+        place(s, i, s->heap[(i - 1) / 2]);
         i = (i - 1) / 2;
     }
-    s->heap[i] = (struct sched_entry){.due_ns = due_ns, .item = item};
-    return 0;
+    place(s, i, e);
+}
+
+/* Move the entry e, meant for slot i, down while a child is earlier. */
+static void sift_down(struct sched *s, unsigned i, struct sched_entry e)
+{
+    for (;;) {
+        unsigned child = 2 * i + 1;
+        if (child >= s->len)
+            break;
+        if (child + 1 < s->len && s->heap[child + 1].due_ns < s->heap[child].due_ns)
+            child++;
+        if (s->heap[child].due_ns >= e.due_ns)
+            break;
+        place(s, i, s->heap[child]);
+        i = child;
+    }
+    place(s, i, e);
+}
+
+void sched_set(struct sched *s, uint32_t id, uint64_t due_ns)
+{
+    struct sched_entry e = {.due_ns = due_ns, .id = id};
+    unsigned i = s->pos[id];
+
+    if (i == SCHED_NONE) {
+        sift_up(s, s->len++, e);
+        return;
+    }
+    if (due_ns < s->heap[i].due_ns)
+        sift_up(s, i, e);
+    else
+        sift_down(s, i, e);
+}
+
+void sched_del(struct sched *s, uint32_t id)
+{
+    unsigned i = s->pos[id];
+    struct sched_entry last;
+
+    if (i == SCHED_NONE)
+        return;
+    s->pos[id] = SCHED_NONE;
+    last = s->heap[--s->len];
+    if (i == s->len)
+        return;
+    /* The last entry takes the hole and moves whichever way its time says. */
+    if (i > 0 && s->heap[(i - 1) / 2].due_ns > last.due_ns)
+        sift_up(s, i, last);
+    else
+        sift_down(s, i, last);
 }
 
 bool sched_peek(const struct sched *s, struct sched_entry *out)
@@ -44,26 +104,9 @@ bool sched_peek(const struct sched *s, struct sched_entry *out)
 
 bool sched_pop(struct sched *s, struct sched_entry *out)
 {
-    struct sched_entry last;
-    unsigned i = 0;
-
     if (s->len == 0)
         return false;
     *out = s->heap[0];
-    last = s->heap[--s->len];
-    /* Sift the last entry down from the root. */
-    for (;;) {
-        unsigned child = 2 * i + 1;
-        if (child >= s->len)
-            break;
-        if (child + 1 < s->len && s->heap[child + 1].due_ns < s->heap[child].due_ns)
-            child++;
-        if (s->heap[child].due_ns >= last.due_ns)
-            break;
-        s->heap[i] = s->heap[child];
-        i = child;
-    }
-    if (s->len > 0)
-        s->heap[i] = last;
+    sched_del(s, out->id);
     return true;
 }

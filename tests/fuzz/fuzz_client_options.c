@@ -12,8 +12,8 @@
 
 #define exit fuzz_exit
 #define main client_main
-#include "../../common/cli.c" /* its usage errors exit too */
 #include "../../client/main.c"
+#include "../../common/cli.c" /* its usage errors exit too */
 #undef main
 #undef exit
 
@@ -23,7 +23,7 @@ static void check_cli(const struct cli *x)
 
     FUZZ_CHECK(o->addrlen > 0 && (o->addr.ss_family == AF_INET || o->addr.ss_family == AF_INET6),
                "no usable address");
-    if (!x->load)
+    if (x->cmd != CMD_LOAD)
         return;
     FUZZ_CHECK(o->conns >= 1 && o->size >= 1, "conns %u size %zu", o->conns, o->size);
     FUZZ_CHECK((o->duration > 0) != (o->messages > 0), "duration %g messages %llu", o->duration,

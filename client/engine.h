@@ -26,8 +26,12 @@
 
 /* The events an open connection is registered for. Edge-triggered: a reply is read once, to a
  * short read, and the event is not queued again (level-triggered epoll polls every reported
- * socket a second time, at the next wait, only to drop it). */
-#define CONN_EVENTS (EPOLLIN | EPOLLET)
+ * socket a second time, at the next wait, only to drop it). A short read does not show a FIN
+ * that came with the data, and no later edge would: EPOLLRDHUP does, and then the socket is
+ * read to its end. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+/* The events after which a socket must be read until EOF or EAGAIN. */
+#define CONN_HUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 
 /* State shared by every thread of one run. */
 struct run {
@@ -63,6 +67,7 @@ struct conn {
     bool ever_open;    /* established at least once */
     bool broken;       /* lost after being open: the next establishment replaces it */
     bool counted;      /* rr/crr: the message in flight was started in the measured run */
+    bool claimed;      /* crr: the next message is claimed from -n's quota (before connecting) */
     uint32_t id;       /* index in its worker's table: its timer's id */
     uint32_t index;    /* over all threads: the rate phase, the payload start */
     uint32_t failures; /* --reconnect: consecutive failures, for the back-off */

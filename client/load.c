@@ -360,7 +360,9 @@ static uint64_t next_wake(struct load_ctx *x, uint64_t progress_ns, bool *cpu_ta
         uint64_t step = (uint64_t)((o->interval > 0 ? o->interval : 1.0) * 1e9);
         if (x->ser->last_ns == 0)
             x->ser->last_ns = measure;
-        while (now >= x->ser->last_ns + step && now >= measure)
+        /* Up to the end of the measured run; the drain after it is no interval. */
+        uint64_t end = o->duration > 0 ? measure + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
+        while (now >= x->ser->last_ns + step && now >= measure && x->ser->last_ns + step <= end)
             series_emit(x, x->ser->last_ns + step);
         next = x->ser->last_ns + step < next ? x->ser->last_ns + step : next;
     }
@@ -557,7 +559,7 @@ static void no_round_trip(const struct load_result *r)
                               "; %u of %u connections starved (never "
                               "answered)",
                               r->starved, r->connected);
-    log_error("no round trip completed%s", n > 0 ? why + 1 : " (no request got an answer)");
+    log_error("no round trip completed: %s", n > 0 ? why + 2 : "no request got an answer");
 }
 
 /* Fill the values --fail-on reads. */

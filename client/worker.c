@@ -122,10 +122,11 @@ static void rr_start(struct worker *w, struct conn *c, uint64_t stamp, uint64_t 
     bool measuring = now >= w->measure_ns;
     int rc;
 
-    if (w->draining || !claim(w, measuring)) {
+    if (w->draining || !(c->claimed || claim(w, measuring))) {
         conn_finish(w, c); /* frees the server's worker for a waiting connection */
         return;
     }
+    c->claimed = false;
     c->counted = measuring;
     c->stamps[0] = stamp;
     c->sent_ns = now;
@@ -240,10 +241,11 @@ static void conn_completed(struct worker *w, struct conn *c, uint64_t first, uin
         engine_bump(&w->live_msgs, counted);
 }
 
-/* Read and verify what arrived, until the socket is drained (the events are edge-triggered).
- * Returns 1 when at least one message completed (*now set to when the last did), 0 when more
- * is awaited, -1 when c was closed (error counted). */
-static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
+/* Read and verify what arrived, until the socket is drained (the events are edge-triggered;
+ * hup: the peer closed, so read on to the EOF). Returns 1 when at least one message completed
+ * (*now set to when the last did), 0 when more is awaited, -1 when c was closed (error
+ * counted). */
+static int conn_recv(struct worker *w, struct conn *c, uint64_t *now, bool hup)
 {
     bool stream = w->run->o->mode == LOAD_STREAM;
     uint64_t size = w->run->o->size;
@@ -273,7 +275,7 @@ static int conn_recv(struct worker *w, struct conn *c, uint64_t *now)
             conn_completed(w, c, stream ? before / size : 0, stream ? c->recvd / size : 1, *now);
             done = 1;
         }
-        if ((size_t)r < cap)
+        if ((size_t)r < cap && !hup)
             return done; /* drained: saves a recv that would say EAGAIN */
     }
 }
@@ -284,11 +286,11 @@ void conn_idle_event(struct worker *w, struct conn *c)
 
     /* With nothing sent, conn_recv reads at most one byte and can only close c, counting what
      * it found (EOF: closed, a reset, unasked bytes: a mismatch), or find nothing. */
-    (void)conn_recv(w, c, &now);
+    (void)conn_recv(w, c, &now, true);
 }
 
 /* At the end: read what the server still sends (verified, not counted) until it closes. */
-static void drain_event(struct worker *w, struct conn *c)
+static void drain_event(struct worker *w, struct conn *c, bool hup)
 {
     for (;;) {
         uint64_t inflight = c->sent - c->recvd;
@@ -306,9 +308,21 @@ static void drain_event(struct worker *w, struct conn *c)
             conn_mismatch(w, c, c->sent, "more reply bytes than were sent");
             return;
         }
-        if (conn_verify(w, c, (size_t)r) < 0 || (size_t)r < cap)
+        if (conn_verify(w, c, (size_t)r) < 0 || ((size_t)r < cap && !hup))
             return;
     }
+}
+
+/* crr: claim the next message before its connect, so -n makes exactly N connections. Returns
+ * false when there is none left (c is then done). */
+static bool crr_claim(struct worker *w, struct conn *c, uint64_t now)
+{
+    if (c->claimed || (!w->draining && claim(w, now >= w->measure_ns))) {
+        c->claimed = true;
+        return true;
+    }
+    conn_set_state(w, c, C_DONE);
+    return false;
 }
 
 /* crr: the exchange is over: close (the client closes first, so the TIME_WAIT is ours) and
@@ -317,10 +331,8 @@ static void crr_next(struct worker *w, struct conn *c, uint64_t now)
 {
     conn_close(w, c, C_WAIT);
     c->sent = c->recvd = c->limit = 0;
-    if (!w->draining && !(w->limited && w->quota == 0))
+    if (crr_claim(w, c, now))
         connect_attempt(w, c, now);
-    else
-        conn_set_state(w, c, C_DONE);
 }
 
 /* rr, crr: a reply just completed at now. */
@@ -349,7 +361,7 @@ static void data_event(struct worker *w, struct conn *c, uint32_t events, uint64
     int r = 0, rc;
 
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        if ((r = conn_recv(w, c, &now)) < 0)
+        if ((r = conn_recv(w, c, &now, (events & CONN_HUP) != 0)) < 0)
             return;
         if (!stream && r > 0)
             rr_done(w, c, now);
@@ -367,7 +379,7 @@ static void conn_event(struct worker *w, struct conn *c, uint32_t events, uint64
     switch (c->state) {
     case C_CONNECTING: connect_event(w, c, now); break;
     case C_OPEN: data_event(w, c, events, now); break;
-    case C_DRAINING: drain_event(w, c); break;
+    case C_DRAINING: drain_event(w, c, (events & CONN_HUP) != 0); break;
     default: break; /* a stale event of a closed connection */
     }
 }
@@ -405,7 +417,8 @@ static void worker_timers(struct worker *w, uint64_t now)
     while (sched_peek(&w->sched, &e) && e.due_ns <= now) {
         struct conn *c = &w->conns[e.id];
         sched_pop(&w->sched, &e);
-        if (c->state == C_WAIT && !w->draining)
+        if (c->state == C_WAIT && !w->draining &&
+            (w->run->o->mode != LOAD_CRR || crr_claim(w, c, now)))
             connect_attempt(w, c, now);
         else if (c->state == C_CONNECTING)
             connect_expired(w, c, now);
@@ -471,7 +484,7 @@ static void worker_drain(struct worker *w)
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
             if (c != NULL && c->state == C_DRAINING)
-                drain_event(w, c);
+                drain_event(w, c, (evs[i].events & CONN_HUP) != 0);
         }
         now = clock_now_ns();
     }

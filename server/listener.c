@@ -59,6 +59,19 @@ static int unix_bind(struct sp_server *s, const struct sockaddr_storage *a, sock
     return fd;
 }
 
+/* A UDP socket's buffers: a burst of large datagrams must not overflow the default ~200 KiB.
+ * Set at bind time, before the first datagram can arrive. Best effort: the kernel caps them at
+ * net.core.rmem_max / wmem_max without failing. */
+#define UDP_SOCK_BUF (4 << 20)
+
+static void udp_buffers(int fd)
+{
+    int want = UDP_SOCK_BUF;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+}
+
 /* The address to bind: "unix:..." or a numeric host with cfg.port. */
 static int want_addr(const struct sp_server *s, struct sockaddr_storage *a, socklen_t *len,
                      char err[SP_ERRLEN])
@@ -98,6 +111,8 @@ int listener_open(struct sp_server *s, char err[SP_ERRLEN])
     if (fd < 0)
         return fd;
     s->listen_fd = fd;
+    if (s->cfg.udp)
+        udp_buffers(fd);
     if (want.ss_family == AF_UNIX && listen(fd, s->cfg.backlog) < 0) {
         rc = -errno;
         snprintf(err, SP_ERRLEN, "listen %s: %s", s->cfg.host, strerror(-rc));

@@ -27,9 +27,6 @@
 /* Datagrams per recvmmsg: enough to amortize the syscall, few enough that the buffers
  * (BATCH x 64 KiB, touched only as large datagrams use them) stay small. */
 #define BATCH 16
-/* The socket's buffers: a burst of large datagrams must not overflow the default ~200 KiB
- * (the kernel caps this at net.core.rmem_max / wmem_max). */
-#define SOCK_BUF (4 << 20)
 #define STOP_TAG 1
 
 struct udp_worker {
@@ -216,15 +213,6 @@ static int start_workers(struct sp_server *s, struct udp *u)
     return rc;
 }
 
-/* Bigger socket buffers, best effort: the kernel caps them without failing. */
-static void size_buffers(int fd)
-{
-    int want = SOCK_BUF;
-
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
-}
-
 static int udp_start(struct sp_server *s, char err[SP_ERRLEN])
 {
     struct udp *u = calloc(1, sizeof(*u));
@@ -237,7 +225,6 @@ static int udp_start(struct sp_server *s, char err[SP_ERRLEN])
         return -ENOMEM;
     }
     u->stop[0] = u->stop[1] = -1;
-    size_buffers(s->listen_fd);
     if (pipe2(u->stop, O_CLOEXEC | O_NONBLOCK) < 0)
         rc = -errno;
     for (i = 0; u->stop[0] >= 0 && i < s->cfg.workers; i++) {

@@ -127,10 +127,12 @@ START_TEST(largest_v6)
 }
 END_TEST
 
-/* 8 senders x 50 datagrams each in flight at once: each gets exactly its own replies. */
+/* 8 senders, 50 rounds: in each round every sender has one datagram in flight (8 at once,
+ * which the default socket buffers hold: a burst beyond them could be dropped by the kernel
+ * before the server sees it). Each sender gets exactly its own replies. */
 START_TEST(many_senders)
 {
-    enum { SENDERS = 8, EACH = 50 };
+    enum { SENDERS = 8, ROUNDS = 50 };
     struct udp_srv u;
     struct sp_config c;
     struct sp_stats st;
@@ -138,31 +140,62 @@ START_TEST(many_senders)
 
     udp_config(&c);
     udp_start(&u, &c, FU_TCP4);
-    for (int s = 0; s < SENDERS; s++) {
+    for (int s = 0; s < SENDERS; s++)
         fds[s] = udp_socket(&u);
-        for (int k = 0; k < EACH; k++) {
+    for (int k = 0; k < ROUNDS; k++) {
+        for (int s = 0; s < SENDERS; s++) {
             char msg[32];
             int n = snprintf(msg, sizeof(msg), "sender %d message %d", s, k);
             send_dgram(fds[s], &u, msg, (size_t)n);
         }
-    }
-    for (int s = 0; s < SENDERS; s++) {
-        bool seen[EACH] = {false};
-        for (int k = 0; k < EACH; k++) {
+        for (int s = 0; s < SENDERS; s++) {
             char got[64] = "";
             int from, idx;
             ssize_t n = recv(fds[s], got, sizeof(got) - 1, 0);
             ck_assert_msg(n > 0, "sender %d: reply %d missing", s, k);
             ck_assert_int_eq(sscanf(got, "SENDER %d MESSAGE %d", &from, &idx), 2);
             ck_assert_int_eq(from, s);
-            ck_assert(idx >= 0 && idx < EACH && !seen[idx]);
-            seen[idx] = true;
+            ck_assert_int_eq(idx, k);
         }
-        close(fds[s]);
     }
+    for (int s = 0; s < SENDERS; s++)
+        close(fds[s]);
     fu_stop(&u.f, 5000, &st);
-    ck_assert_uint_eq(st.datagrams_in, SENDERS * EACH);
-    ck_assert_uint_eq(st.datagrams_out, SENDERS * EACH);
+    ck_assert_uint_eq(st.datagrams_in, SENDERS * ROUNDS);
+    ck_assert_uint_eq(st.datagrams_out, SENDERS * ROUNDS);
+}
+END_TEST
+
+/* A burst of 100 datagrams (~85 KB of socket buffer, below even the kernel's default cap)
+ * sent before any is read: the workers take them in recvmmsg batches; all are answered. */
+START_TEST(burst_answered)
+{
+    struct udp_srv u;
+    struct sp_config c;
+    struct sp_stats st;
+    bool seen[100] = {false};
+    int fd;
+
+    udp_config(&c);
+    udp_start(&u, &c, FU_TCP4);
+    fd = udp_socket(&u);
+    for (int k = 0; k < 100; k++) {
+        char msg[16];
+        int n = snprintf(msg, sizeof(msg), "burst %d", k);
+        send_dgram(fd, &u, msg, (size_t)n);
+    }
+    for (int k = 0; k < 100; k++) {
+        char got[16] = "";
+        int idx;
+        ck_assert_msg(recv(fd, got, sizeof(got) - 1, 0) > 0, "reply %d missing", k);
+        ck_assert_int_eq(sscanf(got, "BURST %d", &idx), 1);
+        ck_assert(idx >= 0 && idx < 100 && !seen[idx]);
+        seen[idx] = true;
+    }
+    close(fd);
+    fu_stop(&u.f, 5000, &st);
+    ck_assert_uint_eq(st.datagrams_in, 100);
+    ck_assert_uint_eq(st.datagrams_out, 100);
 }
 END_TEST
 
@@ -298,6 +331,7 @@ static Suite *udp_suite(void)
     tcase_add_test(t, every_size_v4);
     tcase_add_test(t, largest_v6);
     tcase_add_test(t, many_senders);
+    tcase_add_test(t, burst_answered);
     tcase_add_test(t, custom_handler_and_no_reply);
     tcase_add_test(t, allow_list_refuses);
     tcase_add_test(t, handle_request_one_datagram);

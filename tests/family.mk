@@ -4,9 +4,27 @@
 # examples. They share tests/familyutil.c besides testutil.c. `make examples` builds the
 # programs under examples/, which use only the public header and libsockpool.a.
 
-FAMILY_SUITES := check_modes check_unix check_udp check_hooks
+FAMILY_SUITES := check_modes check_unix check_udp check_hooks check_examples
 TEST_PROGS    += $(FAMILY_SUITES:%=$(BUILD)/tests/%)
 
-$(FAMILY_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/familyutil.o
+# Their own link rule: familyutil.o must come before the libraries it calls into.
+$(FAMILY_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+  $(BUILD)/tests/familyutil.o $(BUILD)/tests/testutil.o $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
 .SECONDARY: $(BUILD)/tests/familyutil.o
 
+
+EXAMPLES := upper udp_upper lines mux_count
+EXAMPLE_PROGS := $(EXAMPLES:%=$(BUILD)/examples/%)
+
+.PHONY: examples
+examples: $(EXAMPLE_PROGS)
+
+# Only the public header's directory and the installed archive: what a user has.
+$(BUILD)/examples/%: examples/%.c server/sockpool.h $(LIB)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iserver $(CFLAGS) $(SANFLAGS) $< $(LIB) \
+	  -pthread $(LDFLAGS) $(SANFLAGS) -o $@
+
+# The examples' suite runs them.
+test-build: $(EXAMPLE_PROGS)

@@ -35,7 +35,7 @@ static int count_lines(const char *s)
 }
 
 /* Each case: a bad command line (NULL-terminated, at most 12 words). */
-static const char *const bad[][13] = {
+static const char *const bad[][14] = {
     {"load", "-c", "0", "-s", "64", "-d", "1", NULL},
     {"load", "-c", "1", "-s", "abc", "-d", "1", NULL},
     {"load", "-c", "1", "-s", "0", "-d", "1", NULL},
@@ -69,6 +69,34 @@ static const char *const bad[][13] = {
     {"--mode", "rr", NULL},
     {"--unknown", NULL},
     {"loud", NULL},
+    /* A stream window below one message would stall every message halfway. */
+    {"load", "-c", "1", "-s", "65536", "-d", "1", "--mode", "stream", "--window", "1", NULL},
+    {"load", "-c", "1", "-s", "64-32", "-d", "1", NULL},
+    {"load", "-c", "1", "-s", "64-4096", "-d", "1", "--mode", "stream", NULL},
+    {"load", "-c", "1", "-s", "64:x", "-d", "1", NULL},
+    {"load", "-c", "1", "-s", "64,", "-d", "1", NULL},
+    {"load", "-c", "1", "-s", "65M", "-d", "1", NULL},
+    {"load", "-c", "1", "-s", "4q", "-d", "1", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1x", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--fail-on", "p99>2", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--fail-on", "bogus>1", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--fail-on", "errors=1", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--fail-on", "rate<fast", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--reconnect=abc", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--reconnect=1s:10ms", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--source", "127.0.0.9-127.0.0.2", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--source", "::1", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--mode", "crr", "--rate", "10", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--interval", "0", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--warmup", "-1", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "--raw", NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1", "-H", "127.0.0.1:99999", NULL},
+    {"-H", "127.0.0.1:8000", "-p", "9000", NULL},
+    {"-H", "[::1", NULL},
+    {"-H", "[::1]x", NULL},
+    {"--timeout", "1", NULL},
+    {"check", "--timeout", "0", NULL},
+    {"check", "-c", "1", NULL},
 };
 
 START_TEST(bad_usage)
@@ -123,6 +151,14 @@ START_TEST(help)
         ck_assert_ptr_nonnull(strstr(out, "--mode"));
         ck_assert_ptr_nonnull(strstr(out, "--rate"));
         ck_assert_ptr_nonnull(strstr(out, "Exit status"));
+        /* The new options and statuses, and the terminal's line limit. */
+        static const char *const words[] = {"--fail-on",   "--warmup",      "--ramp",
+                                            "--interval",  "--json-stream", "--hist",
+                                            "--reconnect", "crr",           "--source",
+                                            "--raw",       "check",         "4 load: a --fail-on",
+                                            "4095"};
+        for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+            ck_assert_msg(strstr(out, words[k]) != NULL, "--help lacks '%s'", words[k]);
         ck_assert_str_eq(err, "");
     }
 }
@@ -138,6 +174,28 @@ START_TEST(version)
 }
 END_TEST
 
+/* Good command lines with the new forms (suffixes, HOST:PORT) get past the parser: against a
+ * port where nothing listens they fail at run time (1), not as usage (2). */
+static const char *const good[][16] = {
+    {"load", "-c", "1", "-s", "4k", "-d", "10ms", "-H", "127.0.0.1:1", NULL},
+    {"load", "-c", "1", "-s", "64:90,1M:10", "-n", "5", "-p", "1", "--warmup", "1ms", NULL},
+    {"load", "-c", "2", "-s", "64-128", "-d", "0.01", "-p", "1", "--fail-on", "p99>2ms,rate<1k",
+     NULL},
+    {"load", "-c", "1", "-s", "64", "-d", "1m", "-p", "1", "--reconnect", "--connect-timeout",
+     "50ms", NULL},
+    {"-H", "[::1]:1", NULL},
+    {"check", "-p", "1", "--timeout", "500ms", NULL},
+};
+
+START_TEST(good_usage)
+{
+    char out[8192], err[4096];
+    int rc = run_client(good[_i], out, sizeof(out), err, sizeof(err));
+
+    ck_assert_msg(rc == 1, "case %d: exit %d, stderr: %s", _i, rc, err);
+}
+END_TEST
+
 static Suite *client_args_suite(void)
 {
     Suite *s = suite_create("client_args");
@@ -146,6 +204,7 @@ static Suite *client_args_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, bad_usage, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_loop_test(tc, options_named_as_typed, 0, (int)(sizeof(named) / sizeof(named[0])));
+    tcase_add_loop_test(tc, good_usage, 0, (int)(sizeof(good) / sizeof(good[0])));
     tcase_add_test(tc, help);
     tcase_add_test(tc, version);
     suite_add_tcase(s, tc);

@@ -44,7 +44,7 @@ static void usage(FILE *f)
             "  -m, --mode MODE         pool (a blocking thread per connection served), mux\n"
             "                          (event loops multiplexing many connections), thread (a\n"
             "                          thread started per connection) or fork (a process\n"
-            "                          forked per connection: ~0.3 ms more per connection)\n"
+            "                          forked per connection: ~0.8 ms more per connection)\n"
             "                          [pool]; -b unix:PATH and unix:@NAME serve Unix sockets\n"
             "      --udp               serve UDP datagrams: each answered to its sender,\n"
             "                          uppercased, whole (up to 65507/65527 bytes)\n"

@@ -2,6 +2,7 @@
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -215,8 +216,11 @@ const char *net_format_addr(const struct sockaddr *addr, char *buf, size_t len)
         snprintf(buf, len, "%s:%u", host, net_addr_port(addr));
     } else if (addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+        char zone[IF_NAMESIZE + 2] = "";
         inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
-        snprintf(buf, len, "[%s]:%u", host, net_addr_port(addr));
+        if (a6->sin6_scope_id != 0 && if_indextoname(a6->sin6_scope_id, zone + 1) != NULL)
+            zone[0] = '%';
+        snprintf(buf, len, "[%s%s]:%u", host, zone, net_addr_port(addr));
     } else if (addr->sa_family == AF_UNIX) {
         const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
         int max = (int)sizeof(un->sun_path) - 1;

@@ -2,6 +2,8 @@
  * formatting the log lines and error messages use. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <math.h>
+#include <net/if.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -181,6 +183,28 @@ START_TEST(addr_ipv6)
 }
 END_TEST
 
+/* Scoped literals name their interface (lo always exists), by name or by index; the zone
+ * survives formatting; an unknown interface is refused. */
+START_TEST(addr_ipv6_scoped)
+{
+    static const char *const forms[] = {"fe80::1%lo", "[fe80::1%lo]", "fe80::1%1"};
+    struct sockaddr_storage ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len = 0;
+    char buf[NET_ADDRSTRLEN];
+
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        ck_assert_msg(parse_addr(forms[i], 80, &ss, &len) == 0, "%s refused", forms[i]);
+        ck_assert(IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr));
+        ck_assert_uint_eq(a6->sin6_scope_id, if_nametoindex("lo"));
+    }
+    ck_assert_str_eq(net_format_addr((struct sockaddr *)&ss, buf, sizeof(buf)), "[fe80::1%lo]:80");
+    ck_assert_int_eq(parse_addr("fe80::1%no-such-if0", 80, &ss, &len), -EINVAL);
+    ck_assert_int_eq(parse_addr("fe80::1%", 80, &ss, &len), -EINVAL);
+    ck_assert_int_eq(parse_addr("127.0.0.1%lo", 80, &ss, &len), -EINVAL);
+}
+END_TEST
+
 START_TEST(addr_localhost)
 {
     struct sockaddr_storage ss;
@@ -342,6 +366,7 @@ static Suite *parse_suite(void)
     tcase_set_timeout(addr, 10);
     tcase_add_test(addr, addr_ipv4);
     tcase_add_test(addr, addr_ipv6);
+    tcase_add_test(addr, addr_ipv6_scoped);
     tcase_add_test(addr, addr_localhost);
     tcase_add_test(addr, addr_invalid);
     tcase_add_test(addr, format_addr);

@@ -109,9 +109,9 @@ typedef void (*sp_finish_fn)(struct sp_request *req, int outcome, void *user);
  * NULL logs one line. In fork mode it runs in the child, and the default line comes from
  * the parent. */
 typedef void (*sp_error_fn)(struct sp_request *req, int outcome, void *user);
-/* Called in the acceptor for every connection (and every datagram) before a queue slot is
- * spent; only fd, client_address, client_len, server and accepted_ns are set. Return false
- * to close it at once, counted as refused. */
+/* Called in the acceptor for every connection (and by the UDP workers for every datagram,
+ * with fd -1) before a queue slot is spent; only fd, client_address, client_len, server and
+ * accepted_ns are set. Return false to close it at once, counted as refused. */
 typedef bool (*sp_verify_fn)(const struct sp_request *req, void *user);
 /* Called when sp_server_handle_request waited its whole timeout for nothing. */
 typedef void (*sp_timeout_fn)(struct sp_server *s, void *user);
@@ -142,9 +142,11 @@ struct sp_cidr {
 };
 
 struct sp_config {
-    const char *host;         /* numeric IPv4/IPv6 address or "localhost" */
+    const char *host;         /* numeric IPv4/IPv6 address, "localhost", or a Unix socket:
+                               * "unix:/path" or "unix:@name" (abstract) */
     uint16_t port;            /* 0 picks a free port; see sp_server_address */
-    unsigned workers;         /* fixed pool size, >= 1 */
+    unsigned workers;         /* fixed pool size, >= 1 (mux: event loops; UDP: datagram
+                               * threads; thread and fork: unused, 1) */
     unsigned queue;           /* queue capacity, >= 1 */
     int backlog;              /* listen(2) backlog */
     double idle_timeout;      /* seconds without input before closing; 0 = never */
@@ -156,12 +158,12 @@ struct sp_config {
     double min_rate_window;   /* seconds; the window of min_rate (default 10) */
     enum sp_on_full on_full;  /* what a full queue does to new connections */
     size_t stack_size;        /* worker thread stack in bytes, >= SP_MIN_STACK */
-    sp_handler_fn handle;     /* blocking handler (pool); NULL means sp_handle_upper */
+    sp_handler_fn handle;     /* blocking handler (pool, thread, fork); NULL: sp_handle_upper */
     void *user;               /* passed to every call of handle and of the mux callbacks */
     enum sp_mode mode;        /* worker kind; SP_MODE_POOL by default */
     unsigned max_conns;       /* connections served at once; 0 = the mode's default (pool:
-                               * workers; mux: 10000). Pool mode requires max_conns == workers
-                               * or 0. */
+                               * workers; mux: 10000; thread, fork: 1024). Pool mode requires
+                               * max_conns == workers or 0. */
     const struct sp_mux_handler *mux; /* mux mode's handler; NULL means sp_mux_upper */
     sp_log_fn log;            /* NULL: one line "sockpool: message" to stderr */
     void *log_user;           /* passed to log */
@@ -209,7 +211,8 @@ struct sp_stats {
 };
 
 /* Fill c with the defaults documented in the README (127.0.0.1:8000, pool mode, workers 0 =
- * the mode's default: 128 threads in pool mode, one event loop per online CPU in mux mode). */
+ * the mode's default: 128 threads in pool mode, one event loop per online CPU in mux mode,
+ * one datagram thread per online CPU with udp). */
 void sp_config_init(struct sp_config *c);
 
 /* Check c, bind and listen. Returns the server, or NULL with the reason in err. */

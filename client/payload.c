@@ -81,8 +81,10 @@ int payload_init(struct payload *p, uint64_t seed)
         uint32_t k = below((uint32_t)(r >> 32), PC_COUNT);
         p->src[i] = t.by_class[t.first[k] + below((uint32_t)r, t.count[k])];
     }
-    /* The tail repeats the head so PAYLOAD_EXT bytes read contiguously from any offset. */
-    memcpy(p->src + PAYLOAD_PERIOD, p->src, PAYLOAD_EXT);
+    /* The tail repeats the stream so PAYLOAD_EXT bytes read contiguously from any offset (the
+     * tail is longer than the period: it repeats it several times). */
+    for (size_t i = PAYLOAD_PERIOD; i < len; i++)
+        p->src[i] = p->src[i - PAYLOAD_PERIOD];
     for (size_t i = 0; i < len; i++)
         p->want[i] = payload_reference(p->src[i]);
     return 0;

@@ -13,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Period of the request stream: 1 MiB plus a prime, so messages drift in alignment. */
-#define PAYLOAD_PERIOD ((size_t)1048576 + 4093)
+/* Period of the request stream: 64 KiB plus a prime, so messages drift in alignment. Small
+ * enough that both pools stay in the CPU's cache while the connections walk through them: with
+ * a 1 MiB period the reply check (one memcmp) missed the cache on every message. */
+#define PAYLOAD_PERIOD ((size_t)65536 + 4093)
 /* Bytes readable contiguously from any offset below PAYLOAD_PERIOD. */
 #define PAYLOAD_EXT ((size_t)256 * 1024)
 
@@ -53,8 +55,9 @@ static inline const unsigned char *payload_src(const struct payload *p, size_t o
 /* The offset n bytes (n <= PAYLOAD_EXT) after off. */
 static inline size_t payload_advance(size_t off, size_t n)
 {
-    off += n;
-    return off >= PAYLOAD_PERIOD ? off - PAYLOAD_PERIOD : off;
+    /* n may exceed the period (PAYLOAD_EXT is longer); the divisor is a constant, so this is
+     * a multiply, not a division. */
+    return (off + n) % PAYLOAD_PERIOD;
 }
 
 /* Compare n received bytes (n <= PAYLOAD_EXT) with the reply expected at stream offset off.

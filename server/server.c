@@ -67,58 +67,83 @@ static const char *check_numbers(const struct sp_config *c)
     return NULL;
 }
 
-/* The mode's rules and defaults: pool serves one connection per worker with a blocking
- * handler; mux multiplexes up to max_conns over its loops with a non-blocking one. */
+static unsigned online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n >= 1 ? (unsigned)n : 1;
+}
+
+/* UDP: datagram workers (one per CPU by default) on the bound socket, no connections. */
+static const char *defaults_udp(struct sp_config *c, unsigned *max_conns)
+{
+    if (c->mode != SP_MODE_POOL)
+        return "UDP runs its own datagram workers: leave the mode at pool";
+    if (c->workers == 0)
+        c->workers = online_cpus();
+    if (c->datagram == NULL)
+        c->datagram = sp_datagram_upper;
+    *max_conns = c->workers;
+    return NULL;
+}
+
+/* pool: one blocking thread per connection served, so max_conns is the worker count. */
+static const char *defaults_pool(struct sp_config *c, unsigned *max_conns)
+{
+    if (c->mux != NULL)
+        return "pool mode runs a blocking handler (handle); mux handlers need mode mux";
+    if (c->workers == 0)
+        c->workers = c->max_conns ? c->max_conns : 128;
+    if (c->max_conns != 0 && c->max_conns != c->workers)
+        return "pool mode serves one connection per worker: max_conns must equal workers";
+    *max_conns = c->workers;
+    return NULL;
+}
+
+/* mux: an event loop per CPU multiplexing up to max_conns with a non-blocking handler. */
+static const char *defaults_mux(struct sp_config *c, unsigned *max_conns)
+{
+    if (c->handle != NULL && c->handle != sp_handle_upper)
+        return "mux mode cannot run a blocking handler (handle): give a struct "
+               "sp_mux_handler (mux) or use mode pool";
+    if (c->workers == 0)
+        c->workers = online_cpus();
+    *max_conns = c->max_conns ? c->max_conns : 10000;
+    if (c->mux == NULL)
+        c->mux = &sp_mux_upper;
+    return c->mux->on_data == NULL ? "a mux handler needs on_data" : NULL;
+}
+
+/* thread and fork: a thread or process per connection, started by one dispatcher. */
+static const char *defaults_spawn(struct sp_config *c, unsigned *max_conns)
+{
+    if (c->mux != NULL)
+        return "thread and fork modes run a blocking handler (handle); mux handlers need "
+               "mode mux";
+    if (c->workers == 0)
+        c->workers = 1; /* the one thread that starts the others */
+    *max_conns = c->max_conns ? c->max_conns : 1024;
+    return NULL;
+}
+
+/* The mode's rules and defaults (workers, max_conns, the handler). */
 static const char *apply_mode(struct sp_config *c, unsigned *max_conns)
 {
-    bool blocking = c->handle != NULL && c->handle != sp_handle_upper;
+    const char *bad;
 
-    if (c->udp) {
-        if (c->workers == 0) {
-            long n = sysconf(_SC_NPROCESSORS_ONLN);
-            c->workers = n >= 1 ? (unsigned)n : 1;
-        }
-        if (c->datagram == NULL)
-            c->datagram = sp_datagram_upper;
-    }
-    if (c->mode == SP_MODE_POOL && c->udp) {
-        *max_conns = c->workers;
-    } else if (c->mode == SP_MODE_POOL) {
-        if (c->mux != NULL)
-            return "pool mode runs a blocking handler (handle); mux handlers need mode mux";
-        if (c->workers == 0)
-            c->workers = c->max_conns ? c->max_conns : 128;
-        if (c->max_conns != 0 && c->max_conns != c->workers)
-            return "pool mode serves one connection per worker: max_conns must equal workers";
-        *max_conns = c->workers;
-    } else if (c->mode == SP_MODE_MUX) {
-        if (blocking)
-            return "mux mode cannot run a blocking handler (handle): give a struct "
-                   "sp_mux_handler (mux) or use mode pool";
-        if (c->workers == 0) {
-            long n = sysconf(_SC_NPROCESSORS_ONLN);
-            c->workers = n >= 1 ? (unsigned)n : 1;
-        }
-        *max_conns = c->max_conns ? c->max_conns : 10000;
-        if (c->mux == NULL)
-            c->mux = &sp_mux_upper;
-        if (c->mux->on_data == NULL)
-            return "a mux handler needs on_data";
-    } else if (c->mode == SP_MODE_THREAD || c->mode == SP_MODE_FORK) {
-        if (c->mux != NULL)
-            return "thread and fork modes run a blocking handler (handle); mux handlers need "
-                   "mode mux";
-        if (c->workers == 0)
-            c->workers = 1; /* the one thread that starts the others */
-        *max_conns = c->max_conns ? c->max_conns : 1024;
-    } else {
-        return "unknown mode";
-    }
-    if (c->udp && c->mode != SP_MODE_POOL)
-        return "UDP runs its own datagram workers: leave the mode at pool";
+    if (c->udp)
+        bad = defaults_udp(c, max_conns);
+    else if (c->mode == SP_MODE_POOL)
+        bad = defaults_pool(c, max_conns);
+    else if (c->mode == SP_MODE_MUX)
+        bad = defaults_mux(c, max_conns);
+    else if (c->mode == SP_MODE_THREAD || c->mode == SP_MODE_FORK)
+        bad = defaults_spawn(c, max_conns);
+    else
+        bad = "unknown mode";
     if (c->handle == NULL)
         c->handle = sp_handle_upper;
-    return NULL;
+    return bad;
 }
 
 static int check_config(struct sp_config *c, unsigned *max_conns, char err[SP_ERRLEN])

@@ -128,6 +128,7 @@ run: $(SERVER)
 -include client/client.mk
 -include tests/tests.mk
 -include tests/family.mk
+-include tests/docs.mk
 -include tests/stress/stress.mk
 -include tests/ship/ship.mk
 -include bench/peers/peers.mk

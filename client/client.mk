@@ -13,7 +13,7 @@ CLIENT_LIB   = $(BUILD)/libclient.a
 PROGS      += $(CLIENT)
 TEST_PROGS += $(BUILD)/tests/check_histogram $(BUILD)/tests/check_payload \
               $(BUILD)/tests/check_client_args $(BUILD)/tests/check_client \
-              $(BUILD)/tests/check_client_load
+              $(BUILD)/tests/check_client_load $(BUILD)/tests/check_client_units
 # Before libsockpool.a: the client's objects use the common ones archived there, and the
 # linker reads archives once, left to right.
 TEST_LIBS  := $(CLIENT_LIB) $(TEST_LIBS)
@@ -27,5 +27,5 @@ $(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
 
 # The client's suites include the client's private headers.
 CLIENT_TEST_OBJS = $(patsubst %,$(BUILD)/tests/%.o,check_histogram check_payload \
-                     check_client_args check_client check_client_load)
+                     check_client_args check_client check_client_load check_client_units)
 $(CLIENT_TEST_OBJS): ALL_CFLAGS += -Iclient

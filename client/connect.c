@@ -94,6 +94,14 @@ static void retry_later(struct worker *w, struct conn *c, uint64_t at)
     sched_set(&w->sched, c->id, at);
 }
 
+void conn_replace_later(struct worker *w, struct conn *c, uint64_t now)
+{
+    c->broken = true;
+    c->attempts = 0;
+    retry_later(w, c, now + backoff_ns(w, c));
+    c->failures++;
+}
+
 void conn_lost(struct worker *w, struct conn *c, int e, uint64_t inflight, uint64_t now)
 {
     if (e == 0 && inflight > 0)
@@ -108,11 +116,9 @@ void conn_lost(struct worker *w, struct conn *c, int e, uint64_t inflight, uint6
     if (!w->run->o->reconnect || !w->in_run || w->draining)
         return;
     /* A fresh connection starts a fresh stream; the lost message stays counted as lost. */
-    c->broken = true;
     c->sent = c->recvd = c->limit = 0;
     c->src_off = c->want_off = payload_start(w->run->o->seed, c->index);
-    retry_later(w, c, now + backoff_ns(w, c));
-    c->failures++;
+    conn_replace_later(w, c, now);
 }
 
 static void connect_opened(struct worker *w, struct conn *c, uint64_t now)
@@ -227,10 +233,7 @@ static bool retry_in_run(struct worker *w, struct conn *c, int e, uint64_t now)
         w->reconnect_failures++;
     else
         count_connect_error(w, e); /* a first connection that never came */
-    c->broken = true;
-    c->attempts = 0;
-    retry_later(w, c, now + backoff_ns(w, c));
-    c->failures++;
+    conn_replace_later(w, c, now);
     return true;
 }
 

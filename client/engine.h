@@ -149,6 +149,9 @@ void connect_expired(struct worker *w, struct conn *c, uint64_t now);
  * outstanding): count it, close it, and with --reconnect schedule its replacement. */
 void conn_lost(struct worker *w, struct conn *c, int e, uint64_t inflight, uint64_t now);
 
+/* --reconnect: try c again after its back-off (it failed, or never connected). */
+void conn_replace_later(struct worker *w, struct conn *c, uint64_t now);
+
 /* Drive w's open connections from start_ns until deadline_ns (or the quota), then end them
  * gracefully (half-close, collect the replies in flight, close). */
 void worker_run(struct worker *w, uint64_t start_ns, uint64_t deadline_ns);

@@ -441,7 +441,11 @@ static void worker_begin(struct worker *w, uint64_t start)
         /* Closed by the server while waiting at the start gate: not a short reply. */
         if (c->state == C_OPEN)
             conn_idle_event(w, c);
-        if (c->state == C_WAIT) {
+        if (c->state == C_FAILED && o->reconnect) /* refused at the start, or closed since */
+            conn_replace_later(w, c, start);
+        if (c->state == C_WAIT && c->broken) {
+            continue; /* its timer is set */
+        } else if (c->state == C_WAIT) {
             sched_set(&w->sched, c->id,
                       start + (uint64_t)((double)c->index * o->ramp * 1e9 / o->conns));
         } else if (c->state != C_OPEN) {

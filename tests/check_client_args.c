@@ -181,7 +181,7 @@ static const char *const good[][16] = {
     {"load", "-c", "1", "-s", "64:90,1M:10", "-n", "5", "-p", "1", "--warmup", "1ms", NULL},
     {"load", "-c", "2", "-s", "64-128", "-d", "0.01", "-p", "1", "--fail-on", "p99>2ms,rate<1k",
      NULL},
-    {"load", "-c", "1", "-s", "64", "-d", "1m", "-p", "1", "--reconnect", "--connect-timeout",
+    {"load", "-c", "1", "-s", "64", "-d", "100ms", "-p", "1", "--reconnect", "--connect-timeout",
      "50ms", NULL},
     {"-H", "[::1]:1", NULL},
     {"check", "-p", "1", "--timeout", "500ms", NULL},

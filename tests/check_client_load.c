@@ -461,8 +461,9 @@ START_TEST(warmup_not_counted)
     ck_assert_msg(jres(j, "elapsed_s") >= 0.3 && jres(j, "elapsed_s") < 0.55, "%s", j);
     ck_assert(jget(j, NULL, "warmup_s") == 0.3);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
-    /* Warm-up bytes reached the server, but not the figures. */
-    ck_assert_msg(server_counter(&s, "in") > jres(j, "bytes") * 1.3, "server %ld, client %g",
+    /* Warm-up bytes reached the server, but not the figures (the warm-up's rate varies on a
+     * loaded machine: only more, not twice as much). */
+    ck_assert_msg(server_counter(&s, "in") > jres(j, "bytes") * 1.05, "server %ld, client %g",
                   server_counter(&s, "in"), jres(j, "bytes"));
     free(r);
 }

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,6 +278,70 @@ START_TEST(merge_while_recording)
 }
 END_TEST
 
+/* The difference of two snapshots is what was recorded between them. */
+START_TEST(sub_is_the_interval)
+{
+    static struct hist a, b, later, iv, alone;
+    uint64_t seed = 5;
+
+    hist_init(&a);
+    hist_init(&alone);
+    for (int i = 0; i < 5000; i++)
+        hist_record(&a, log_sample(&seed, NS_PER_US, 100 * NS_PER_US));
+    b = a; /* the earlier snapshot */
+    for (int i = 0; i < 3000; i++) {
+        uint64_t v = log_sample(&seed, 200 * NS_PER_US, 900 * NS_PER_US);
+        hist_record(&a, v);
+        hist_record(&alone, v);
+    }
+    later = a;
+    hist_sub(&iv, &later, &b);
+    ck_assert_uint_eq(hist_count(&iv), 3000);
+    ck_assert(fabs(hist_quantile(&iv, 0.5) - hist_quantile(&alone, 0.5)) <=
+              hist_quantile(&alone, 0.5) * 0.005);
+    /* min and max from the buckets: within one bucket of the exact ones. */
+    ck_assert(fabs((double)hist_min(&iv) - (double)hist_min(&alone)) <= hist_min(&alone) / 128.0);
+    ck_assert(fabs((double)hist_max(&iv) - (double)hist_max(&alone)) <= hist_max(&alone) / 128.0);
+    ck_assert(fabs(hist_mean(&iv) - hist_mean(&alone)) < 1.0);
+}
+END_TEST
+
+/* The .hgrm text: header, rows with rising percentiles ending at 1.0 and the total count,
+ * the three summary lines; the median row near the median. */
+START_TEST(hgrm_layout)
+{
+    static struct hist h;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    double v, p, last_p = -1, median = 0;
+    unsigned long long total;
+
+    ck_assert_ptr_nonnull(f);
+    hist_init(&h);
+    for (uint64_t i = 1; i <= 1000; i++)
+        hist_record(&h, i * NS_PER_US); /* 1 us .. 1 ms */
+    ck_assert_int_eq(hist_write_hgrm(f, &h), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_msg(
+        strncmp(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n\n", 57) == 0,
+        "%.80s", text);
+    for (char *line = strchr(text, '\n') + 2; *line != '#'; line = strchr(line, '\n') + 1) {
+        ck_assert_int_ge(sscanf(line, "%lf %lf %llu", &v, &p, &total), 3);
+        ck_assert_msg(p > last_p, "%.60s", line);
+        if (p <= 0.5)
+            median = v;
+        last_p = p;
+    }
+    ck_assert(last_p == 1.0 && total == 1000 && fabs(v - 1000.0) < 0.01);
+    ck_assert_msg(fabs(median - 500.0) < 5.0, "median row %g us", median);
+    ck_assert_ptr_nonnull(strstr(text, "#[Mean    ="));
+    ck_assert_ptr_nonnull(strstr(text, "Total count    =         1000]"));
+    ck_assert_ptr_nonnull(strstr(text, "#[Buckets ="));
+    free(text);
+}
+END_TEST
+
 static Suite *histogram_suite(void)
 {
     Suite *s = suite_create("histogram");
@@ -292,6 +357,8 @@ static Suite *histogram_suite(void)
     tcase_add_test(tc, mean_past_2_64_ns);
     tcase_add_test(tc, merge_equals_whole);
     tcase_add_test(tc, merge_while_recording);
+    tcase_add_test(tc, sub_is_the_interval);
+    tcase_add_test(tc, hgrm_layout);
     suite_add_tcase(s, tc);
     return s;
 }

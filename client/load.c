@@ -360,9 +360,10 @@ static uint64_t next_wake(struct load_ctx *x, uint64_t progress_ns, bool *cpu_ta
         uint64_t step = (uint64_t)((o->interval > 0 ? o->interval : 1.0) * 1e9);
         if (x->ser->last_ns == 0)
             x->ser->last_ns = measure;
-        /* Up to the end of the measured run; the drain after it is no interval. */
+        /* Before the end of the measured run: the last interval is closed after the workers
+         * end, so it holds every message they counted. The drain after it is no interval. */
         uint64_t end = o->duration > 0 ? measure + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
-        while (now >= x->ser->last_ns + step && now >= measure && x->ser->last_ns + step <= end)
+        while (now >= x->ser->last_ns + step && now >= measure && x->ser->last_ns + step < end)
             series_emit(x, x->ser->last_ns + step);
         next = x->ser->last_ns + step < next ? x->ser->last_ns + step : next;
     }
@@ -496,9 +497,8 @@ static int run_workers(struct load_ctx *x, struct load_result *r)
         pthread_join(x->ws[i].thread, NULL);
     end = collect(x, r);
     /* The last, partial interval of the series. */
-    if ((x->out.stream != NULL || x->run.o->interval > 0) && x->ser->last_ns != 0 &&
-        end > x->ser->last_ns + 1000000)
-        series_emit(x, end);
+    if ((x->out.stream != NULL || x->run.o->interval > 0) && x->ser->last_ns != 0)
+        series_emit(x, end > x->ser->last_ns ? end : x->ser->last_ns);
     free(pg);
     return 0;
 }

@@ -528,15 +528,22 @@ int sp_server_serve_forever(struct sp_server *s, char err[SP_ERRLEN])
         udp_wait_stop(s); /* datagram workers need no acceptor */
     else if (rc == 0)
         accept_loop(s);
-    /* Stop accepting at once: from here new connections are refused by the kernel. */
-    close(s->listen_fd);
-    s->listen_fd = -1;
+    /* Stop accepting at once: from here new connections are refused by the kernel. The UDP
+     * workers read the bound socket itself: it is closed once they are joined. */
+    if (!s->cfg.udp) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
     queue_close(&s->q);
     if (rc == 0)
         drain(s);
     else
         s->kind->stop(s); /* threads started before the failure exit at once */
     s->kind->join(s);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
     return rc;
 }
 

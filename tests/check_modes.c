@@ -23,6 +23,15 @@
 
 #define COMBOS (4 * FU_NTRANSPORTS)
 
+/* NOTE: ThreadSanitizer starts a background thread of its own during the run and maps memory
+ * as threads come and go: under it the thread check allows one more, the mapping check is
+ * skipped. */
+#ifdef __SANITIZE_THREAD__
+#define TSAN_THREADS 1
+#else
+#define TSAN_THREADS 0
+#endif
+
 static enum sp_mode mode_of(int i)
 {
     return (enum sp_mode)(i / FU_NTRANSPORTS);
@@ -50,7 +59,7 @@ static bool start_combo(struct fu_server *f, struct sp_config *c, int i)
 static bool threads_back(void *arg)
 {
     (void)arg;
-    return fu_threads() <= base_threads;
+    return fu_threads() <= base_threads + TSAN_THREADS;
 }
 
 /* After fu_stop: every thread joined, every descriptor closed, every child reaped. */
@@ -264,8 +273,10 @@ START_TEST(thread_no_growth)
         peak = n > peak ? n : peak;
     }
     /* The test thread, the acceptor, the dispatcher, one serving, one finished unjoined. */
-    ck_assert_msg(peak <= base_threads + 4, "threads grew to %d (%d before)", peak, base_threads);
-    ck_assert_msg(mappings() <= maps + 8, "mappings grew from %d to %d", maps, mappings());
+    ck_assert_msg(peak <= base_threads + 4 + TSAN_THREADS, "threads grew to %d (%d before)", peak,
+                  base_threads);
+    ck_assert_msg(TSAN_THREADS || mappings() <= maps + 8, "mappings grew from %d to %d", maps,
+                  mappings());
     fu_stop(&f, 5000, NULL);
     check_no_leaks(2 * FU_NTRANSPORTS);
 }

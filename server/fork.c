@@ -78,6 +78,20 @@ static int status_outcome(int status)
 
 /* ---- the child ---- */
 
+/* Close every descriptor from 3 up but keep. close_range needs Linux 5.9; before it, the
+ * loop up to the descriptor limit. */
+static void close_others(int keep)
+{
+    long max = sysconf(_SC_OPEN_MAX);
+
+    if ((keep <= 3 || close_range(3, (unsigned)keep - 1, 0) == 0) &&
+        close_range((unsigned)keep + 1, ~0U, 0) == 0)
+        return;
+    for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
+        if (fd != keep)
+            (void)close((int)fd);
+}
+
 /* In the new process: keep only stdin, stdout, stderr and the connection, so that no child
  * holds the listener, the wake-up pipe or another client's connection open (the peer of a
  * connection some other child closed would otherwise wait for its EOF). Serve, and exit with
@@ -87,9 +101,7 @@ static _Noreturn void child_main(struct sp_server *s, unsigned idx, const struct
     int rc;
 
     s->fork_child = true;
-    if (c->fd > 3)
-        (void)close_range(3, (unsigned)c->fd - 1, 0);
-    (void)close_range((unsigned)c->fd + 1, ~0U, 0);
+    close_others(c->fd);
     rc = blocking_run(s, c, &s->bytes[1 + idx % (s->nbytes - 1)]);
     _exit(outcome_status(rc));
 }

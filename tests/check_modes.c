@@ -401,6 +401,45 @@ START_TEST(fork_counters_cross_processes)
 }
 END_TEST
 
+static bool refused_now(void *arg)
+{
+    const struct fu_server *f = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = sp_server_address(f->s, &ss);
+    int fd = net_connect((struct sockaddr *)&ss, len, 1000, NULL, 0);
+
+    if (fd >= 0)
+        close(fd);
+    return fd == -ECONNREFUSED;
+}
+
+/* A fork-mode child keeps only its own connection: after shutdown the listener is really
+ * closed (no child holds it open, so the kernel refuses new connections) while the child
+ * serves on. */
+START_TEST(fork_child_holds_no_listener)
+{
+    struct fu_server f;
+    struct sp_config c;
+    int fd;
+
+    fu_config(&c, SP_MODE_FORK);
+    c.drain_timeout = 20;
+    fu_start(&f, &c, FU_TCP4);
+    fd = fu_connect(&f);
+    fu_exchange(fd, "a child serves this");
+    sp_server_shutdown(f.s);
+    ck_assert_msg(tu_wait_for(refused_now, &f, 5000),
+                  "new connections still accepted after shutdown: a child holds the listener");
+    fu_exchange(fd, "and goes on serving it");
+    close(fd);
+    fu_join(&f, 10000);
+    struct sp_stats st = fu_stats(&f);
+    fu_check_counters(&st);
+    ck_assert_uint_eq(st.completed, 1);
+    sp_server_free(f.s);
+}
+END_TEST
+
 static Suite *modes_suite(void)
 {
     Suite *s = suite_create("modes");
@@ -419,6 +458,7 @@ static Suite *modes_suite(void)
     tcase_add_test(life, fork_binary_deadline_kills_children);
     tcase_add_loop_test(life, binary_modes_exit_zero, 0, 4);
     tcase_add_test(life, fork_counters_cross_processes);
+    tcase_add_test(life, fork_child_holds_no_listener);
     suite_add_tcase(s, life);
     return s;
 }

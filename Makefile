@@ -138,6 +138,9 @@ run: $(SERVER)
 $(CLIENT): $(COMMON_LIB)
 
 all: $(LIB) $(SOLIB) $(PCFILE) $(PROGS)
+# Every fragment's suites, whatever the order of the includes: tests.mk's test-build rule
+# expands TEST_PROGS as it is read, before the fragments included after it add theirs.
+test-build: $(TEST_PROGS)
 
 # ---- man pages: generated from --help (help2man), so they always list the options there ----
 HELP2MAN ?= help2man

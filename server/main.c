@@ -17,7 +17,9 @@
 
 #include "cli.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
+#include "notify.h"
 #include "parse.h"
 #include "sockpool.h"
 
@@ -27,6 +29,7 @@
 struct options {
     struct sp_config cfg;
     const char *port_file;
+    const char *metrics; /* --metrics HOST:PORT, NULL when off */
     bool quiet;
     enum log_format log_format;
     enum log_level log_level;
@@ -71,6 +74,9 @@ static void usage(FILE *f)
             "                          progress, then cut them [5]\n"
             "      --port-file FILE    write the bound port to FILE once every worker runs\n"
             "                          (a symlink is followed); removed at exit\n"
+            "      --metrics HOST:PORT\n"
+            "                          serve the counters over HTTP at /metrics (Prometheus\n"
+            "                          text) and /healthz; [::1]:PORT for IPv6 [off]\n"
             "      --log-format FMT    text (UTC timestamp, level, message; '<N>message'\n"
             "                          under journald) or json (one object a line) [text]\n"
             "      --log-level LEVEL   error, warning, info or debug; the counters (at exit,\n"
@@ -105,6 +111,7 @@ enum {
     OPT_ON_FULL,
     OPT_DRAIN,
     OPT_PORT_FILE,
+    OPT_METRICS,
     OPT_QUIET,
     OPT_LOG_FORMAT,
     OPT_LOG_LEVEL,
@@ -129,6 +136,7 @@ static const struct option long_opts[] = {
     {"on-full", required_argument, NULL, OPT_ON_FULL},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -189,6 +197,15 @@ static void set_option(struct options *o, int c, const char *v)
             cli_usage_error("--min-rate-window: must be above 0, got '%s'", v);
         break;
     case OPT_PORT_FILE: o->port_file = v; break;
+    case OPT_METRICS: {
+        struct sockaddr_storage ss;
+        socklen_t len;
+
+        if (metrics_parse_addr(v, &ss, &len) < 0)
+            cli_usage_error("--metrics: expected HOST:PORT or [IPv6]:PORT, got '%s'", v);
+        o->metrics = v;
+        break;
+    }
     case OPT_QUIET: o->quiet = true; break;
     case OPT_LOG_FORMAT:
         if (strcmp(v, "plain") == 0 || log_parse_format(v, &o->log_format) < 0)
@@ -388,6 +405,21 @@ static void library_log(enum sp_log_level level, const char *msg, void *user)
 
 /* ---- signals ---- */
 
+/* systemd's notification socket and the --metrics endpoint: opened by main before serving,
+ * told by the signal thread when the drain begins, closed by main after serve_forever. */
+static struct {
+    struct notifier *notify;
+    struct metrics *metrics;
+} ops;
+
+/* The drain begins: /healthz turns 503 for load balancers, then systemd hears STOPPING=1
+ * (in that order: whoever sees STOPPING=1 finds /healthz already saying so). */
+static void ops_draining(void)
+{
+    metrics_set_draining(ops.metrics);
+    (void)notify_stopping(ops.notify);
+}
+
 /* Signals are blocked in every thread and taken here with sigwait(), in a normal thread
  * context: no work happens in an asynchronous handler. */
 struct sigctx {
@@ -416,12 +448,14 @@ static void take_signal(struct sigctx *ctx, int sig, int *requests)
     } else if (sig == SIGQUIT) {
         log_info("SIGQUIT: stopping at once; cutting connections in progress");
         *requests += 2;
+        ops_draining();
         sp_server_shutdown(ctx->server); /* the second request cuts the drain short */
         sp_server_shutdown(ctx->server);
     } else {
         log_info((*requests)++ == 0 ? "%s: stopping; draining connections in progress"
                                     : "%s again: cutting connections in progress",
                  signal_name(sig));
+        ops_draining();
         sp_server_shutdown(ctx->server);
     }
 }
@@ -495,6 +529,7 @@ static void on_ready(struct sp_server *s, void *user)
         return;
     }
     announce(s);
+    (void)notify_ready(ops.notify, s, 1.0); /* READY=1, then STATUS= at most every second */
 }
 
 /* ---- capacity: refuse --workers the system cannot run, before announcing readiness ---- */
@@ -684,6 +719,31 @@ static bool capacity_ok(const struct sp_server *s)
 
 /* ---- the run ---- */
 
+/* Open $NOTIFY_SOCKET (failing to is logged, not fatal) and start --metrics (fatal). */
+static bool ops_start(struct sp_server *s, const struct options *o)
+{
+    char err[SP_ERRLEN];
+    int rc = notify_open(&ops.notify);
+
+    if (rc < 0)
+        log_warning("NOTIFY_SOCKET: %s; systemd will not hear from this server", strerror(-rc));
+    if (o->metrics == NULL)
+        return true;
+    if (metrics_start(&ops.metrics, o->metrics, s, err) < 0) {
+        log_error("%s", err);
+        notify_close(ops.notify);
+        return false;
+    }
+    log_info("metrics on %s (port %u): /metrics, /healthz", o->metrics, metrics_port(ops.metrics));
+    return true;
+}
+
+static void ops_stop(void)
+{
+    metrics_stop(ops.metrics);
+    notify_close(ops.notify);
+}
+
 static int serve(struct sp_server *s)
 {
     struct sigctx ctx = {.server = s};
@@ -735,11 +795,12 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
-    if (!capacity_ok(s)) {
+    if (!capacity_ok(s) || !ops_start(s, &o)) {
         sp_server_free(s);
         return 1;
     }
     rc = serve(s);
+    ops_stop();
     if (ready.failed)
         rc = 1;
     else if (!o.quiet)

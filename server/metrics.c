@@ -105,6 +105,19 @@ static void outcomes(struct text *t, const struct sp_stats *st)
     put(t, "%s{outcome=\"reset\"} %llu\n", n, (unsigned long long)st->resets);
     put(t, "%s{outcome=\"error\"} %llu\n", n, (unsigned long long)st->errors);
     put(t, "%s{outcome=\"aborted\"} %llu\n", n, (unsigned long long)st->aborted);
+    put(t, "%s{outcome=\"slow_peer\"} %llu\n", n, (unsigned long long)st->slow_peers);
+    put(t, "%s{outcome=\"conn_timeout\"} %llu\n", n, (unsigned long long)st->conn_timeouts);
+}
+
+/* UDP mode's counters (zero in the stream modes). */
+static void datagrams(struct text *t, const struct sp_stats *st)
+{
+    sample(t, "sockpool_datagrams_received_total", "counter",
+           "UDP: datagrams received (refused and dropped included).", st->datagrams_in);
+    sample(t, "sockpool_datagrams_sent_total", "counter", "UDP: replies sent.", st->datagrams_out);
+    sample(t, "sockpool_datagrams_dropped_total", "counter",
+           "UDP: datagrams left unanswered (too big, or the reply could not be sent).",
+           st->dropped);
 }
 
 /* The configuration in force, as gauges and an info metric. */
@@ -131,12 +144,15 @@ int metrics_render(const struct sp_stats *st, const struct sp_config *c, int dra
     sample(&t, "sockpool_connections_rejected_total", "counter",
            "Connections closed at once because the queue was full (--on-full reject).",
            st->rejected);
+    sample(&t, "sockpool_connections_refused_total", "counter",
+           "Connections closed at once by verify_request or the --allow list.", st->refused);
     outcomes(&t, st);
     sample(&t, "sockpool_accept_errors_total", "counter",
            "accept() failures other than ECONNABORTED and EINTR (EMFILE...).", st->accept_errors);
     sample(&t, "sockpool_received_bytes_total", "counter", "Bytes received from clients.",
            st->bytes_in);
     sample(&t, "sockpool_sent_bytes_total", "counter", "Bytes sent to clients.", st->bytes_out);
+    datagrams(&t, st);
     sample(&t, "sockpool_connections_active", "gauge", "Connections being served now.", st->active);
     sample(&t, "sockpool_connections_queued", "gauge", "Connections waiting in the queue now.",
            st->queued);

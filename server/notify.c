@@ -18,10 +18,11 @@ struct notifier {
     int fd;
     struct sockaddr_un addr;
     socklen_t addr_len;
+    /* lock guards server, interval, stop and running; the status thread waits on wake under
+     * it. Taken by notify_ready (the acceptor), notify_stopping (the signal thread),
+     * notify_close (main) and the status thread; nothing else is held with it. */
     struct sp_server *server;
     double interval;
-    /* lock guards stop and running; the status thread waits on wake under it. Taken by main
-     * (notify_stopping, notify_close) and the status thread; nothing else is held with it. */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
@@ -92,26 +93,28 @@ int notify_send(struct notifier *n, const char *msg)
 
 int notify_status_line(const struct sp_stats *st, char *buf, size_t len)
 {
+    unsigned long long timeouts = (unsigned long long)st->idle_timeouts + st->send_timeouts +
+                                  st->slow_peers + st->conn_timeouts;
     int n = snprintf(buf, len,
                      "STATUS=active %llu, queued %llu; accepted %llu, completed %llu, "
-                     "rejected %llu, timeouts %llu, resets %llu, errors %llu",
+                     "rejected %llu, refused %llu, timeouts %llu, resets %llu, errors %llu",
                      (unsigned long long)st->active, (unsigned long long)st->queued,
                      (unsigned long long)st->accepted, (unsigned long long)st->completed,
-                     (unsigned long long)st->rejected,
-                     (unsigned long long)(st->idle_timeouts + st->send_timeouts),
+                     (unsigned long long)st->rejected, (unsigned long long)st->refused, timeouts,
                      (unsigned long long)st->resets, (unsigned long long)st->errors);
 
     return n < 0 || (size_t)n >= len ? -1 : n;
 }
 
-/* Send prefix followed by the current STATUS= line (prefix may be ""). If last is given,
+/* Send prefix followed by the current STATUS= line of s (prefix may be ""). If last is given,
  * skip the send when the line equals it, and store the line sent there. */
-static int send_status(struct notifier *n, const char *prefix, char *last, size_t last_len)
+static int send_status(struct notifier *n, struct sp_server *s, const char *prefix, char *last,
+                       size_t last_len)
 {
     char line[512], msg[600];
     struct sp_stats st;
 
-    sp_server_stats(n->server, &st);
+    sp_server_stats(s, &st);
     if (notify_status_line(&st, line, sizeof(line)) < 0)
         return -EOVERFLOW;
     if (last != NULL && strcmp(line, last) == 0)
@@ -151,14 +154,16 @@ static void *status_main(void *arg)
         if (n->stop)
             break;
         pthread_mutex_unlock(&n->lock);
-        (void)send_status(n, "", last, sizeof(last)); /* NOTE: a lost STATUS= is harmless */
+        /* NOTE: a lost STATUS= is harmless. server is set before this thread starts. */
+        (void)send_status(n, n->server, "", last, sizeof(last));
         pthread_mutex_lock(&n->lock);
     }
     pthread_mutex_unlock(&n->lock);
     return NULL;
 }
 
-/* Start status_main with every signal blocked: signals belong to main's sigwait thread. */
+/* Start status_main with every signal blocked: signals belong to main's sigwait thread.
+ * Called with n->lock held. */
 static int start_thread(struct notifier *n)
 {
     pthread_condattr_t ca;
@@ -185,23 +190,33 @@ static int start_thread(struct notifier *n)
 
 int notify_ready(struct notifier *n, struct sp_server *s, double interval)
 {
+    int rc = 0;
+
     if (n == NULL)
         return 0;
-    n->server = s;
-    n->interval = interval > 0 ? interval : 1.0;
-    (void)send_status(n, "READY=1\n", NULL, 0);
-    return start_thread(n);
+    pthread_mutex_lock(&n->lock);
+    if (!n->stop) { /* a signal during start-up may have begun the stop already */
+        n->server = s;
+        n->interval = interval > 0 ? interval : 1.0;
+        (void)send_status(n, s, "READY=1\n", NULL, 0);
+        rc = start_thread(n);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return rc;
 }
 
-/* Stop and join the status thread if it runs. */
-static void stop_thread(struct notifier *n)
+/* Mark n stopped; stop and join the status thread if it runs. Returns the server given to
+ * notify_ready, or NULL. */
+static struct sp_server *stop_thread(struct notifier *n)
 {
+    struct sp_server *s;
     bool running;
 
     pthread_mutex_lock(&n->lock);
     n->stop = true;
     running = n->running;
     n->running = false;
+    s = n->server;
     if (running)
         pthread_cond_signal(&n->wake);
     pthread_mutex_unlock(&n->lock);
@@ -209,23 +224,24 @@ static void stop_thread(struct notifier *n)
         pthread_join(n->thread, NULL);
         pthread_cond_destroy(&n->wake);
     }
+    return s;
 }
 
 int notify_stopping(struct notifier *n)
 {
+    struct sp_server *s;
+
     if (n == NULL)
         return 0;
-    stop_thread(n);
-    if (n->server == NULL)
-        return notify_send(n, "STOPPING=1");
-    return send_status(n, "STOPPING=1\n", NULL, 0);
+    s = stop_thread(n);
+    return s == NULL ? notify_send(n, "STOPPING=1") : send_status(n, s, "STOPPING=1\n", NULL, 0);
 }
 
 void notify_close(struct notifier *n)
 {
     if (n == NULL)
         return;
-    stop_thread(n);
+    (void)stop_thread(n);
     close(n->fd);
     pthread_mutex_destroy(&n->lock);
     free(n);

@@ -223,6 +223,34 @@ START_TEST(test_ready_status_stopping)
 }
 END_TEST
 
+/* A stop that begins before readiness (a signal during start-up): no READY=1 after it. */
+START_TEST(test_stopping_before_ready)
+{
+    struct sp_config c;
+    struct sp_server *s;
+    struct notifier *n;
+    struct fake f;
+    char err[SP_ERRLEN], buf[1024];
+
+    sp_config_init(&c);
+    c.port = 0;
+    c.workers = 1;
+    ck_assert_ptr_nonnull(s = sp_server_new(&c, err));
+    fake_open(&f, NULL);
+    ck_assert_int_eq(notify_open(&n), 0);
+    ck_assert_int_eq(notify_stopping(n), 0);
+    ck_assert_int_eq(notify_ready(n, s, 0.01), 0);
+    ck_assert_int_eq(notify_send(n, "MARKER=1"), 0);
+    fake_recv(&f, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "STOPPING=1");
+    fake_recv(&f, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "MARKER=1"); /* nothing came between: no READY=1, no STATUS= */
+    notify_close(n);
+    fake_close(&f);
+    sp_server_free(s);
+}
+END_TEST
+
 static Suite *notify_suite(void)
 {
     Suite *s = suite_create("notify");
@@ -235,6 +263,7 @@ static Suite *notify_suite(void)
     tcase_add_test(tc, test_abstract_socket);
     tcase_add_test(tc, test_status_line);
     tcase_add_test(tc, test_ready_status_stopping);
+    tcase_add_test(tc, test_stopping_before_ready);
     suite_add_tcase(s, tc);
     return s;
 }

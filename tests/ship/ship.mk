@@ -37,3 +37,22 @@ TEST_PROGS += $(BUILD)/tests/ship/check_metrics
 $(BUILD)/tests/ship/check_metrics: $(BUILD)/tests/ship/check_metrics.o $(BUILD)/server/metrics.o \
                                    $(BUILD)/tests/testutil.o $(TEST_LIBS)
 	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
+
+# ---- make hardening: the release flags, proven on the built binaries ----
+.PHONY: hardening
+hardening: $(PROGS) $(SOLIB)
+	tests/ship/check-hardening.sh $(PROGS) $(SOLIB)
+
+# ---- make lint: cppcheck and clang-tidy on every source of the programs and the library ----
+# Configuration: .clang-tidy and .cppcheck-suppressions at the root (each exception explained).
+.PHONY: lint
+lint:
+	tests/ship/lint.sh $(sort $(wildcard common/*.c server/*.c client/*.c))
+
+# ---- make scaleout: HAProxy (Debian's haproxy, run in the foreground with a copy of
+# contrib/haproxy.cfg on loopback ports) in front of two instances, one killed mid-run ----
+.PHONY: scaleout
+scaleout: $(SERVER) $(CLIENT)
+	@command -v haproxy >/dev/null || \
+	  { echo "make scaleout needs HAProxy: apt-get install -y haproxy" >&2; exit 1; }
+	/usr/bin/python3 tests/ship/scaleout.py $(BUILD) contrib/haproxy.cfg

@@ -55,9 +55,7 @@ static const struct scenario scenarios[] = {
     {"fault", scen_fault, false, 120, NONE},
     {"fault-resets", scen_fault_resets, false, 120, NONE},
     {"lite", scen_lite, false, 300, NONE},
-    /* NOTE: by default once the pool enforces --min-rate and --max-conn-time (issue 9,
-     * finding 1); mux passes it today: --only slow-attack. */
-    {"slow-attack", scen_slow_attack, false, 60, NONE},
+    {"slow-attack", scen_slow_attack, true, 60, NONE},
 };
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -202,7 +202,16 @@ struct cli {
 static void set_host(struct cli *x, const char *v)
 {
     uint16_t port = 0;
-    int has_port = 0, rc = parse_hostport(v, x->host, sizeof(x->host), &port, &has_port);
+    int has_port = 0, rc;
+
+    if (strncmp(v, "unix:", 5) == 0) { /* a Unix socket: unix:/path or unix:@name */
+        if (strlen(v) >= sizeof(x->host))
+            cli_usage_error("--host: the Unix socket path is too long: '%s'", v);
+        snprintf(x->host, sizeof(x->host), "%s", v);
+        x->o.host = x->host;
+        return;
+    }
+    rc = parse_hostport(v, x->host, sizeof(x->host), &port, &has_port);
 
     if (rc == -ERANGE || (rc == 0 && has_port && port == 0))
         cli_usage_error("--host: the port in '%s' is out of range 1..65535", v);
@@ -494,8 +503,10 @@ static void parse_args(int argc, char **argv, struct cli *x)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (x->host_port && x->port_set)
         cli_usage_error("the port is given twice (-H HOST:PORT and -p)");
-    if (parse_addr(x->o.host, x->o.port, &x->o.addr, &x->o.addrlen) < 0)
-        cli_usage_error("--host: not a numeric IPv4 or IPv6 address: '%s'", x->o.host);
+    if (net_unix_addr(x->o.host, &x->o.addr, &x->o.addrlen) < 0 &&
+        parse_addr(x->o.host, x->o.port, &x->o.addr, &x->o.addrlen) < 0)
+        cli_usage_error("--host: not a numeric IPv4 or IPv6 address nor unix:PATH: '%s'",
+                        x->o.host);
     if (x->cmd == CMD_LOAD)
         check_load(x);
 }

@@ -282,6 +282,26 @@ START_TEST(binary_unix)
 }
 END_TEST
 
+/* The client's -H unix:PATH: pipe mode through a Unix socket, byte exact. */
+START_TEST(client_over_unix)
+{
+    struct fu_server f;
+    struct sp_config c;
+    char spec[160], out[64] = "", err[512] = "";
+    int status;
+
+    fu_config(&c, SP_MODE_POOL);
+    fu_start(&f, &c, FU_UNIX);
+    snprintf(spec, sizeof(spec), "unix:%s", f.path);
+    const char *argv[] = {tu_client_path(), "-H", spec, NULL};
+    status = tu_run(argv, "over unix\n", 10, out, sizeof(out), err, sizeof(err), 10000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client: %d %s", status, err);
+    ck_assert_str_eq(out, "OVER UNIX\n");
+    FU_WAIT_STAT(&f, completed, 1);
+    fu_stop(&f, 5000, NULL);
+}
+END_TEST
+
 START_TEST(bad_unix_specs)
 {
     struct sockaddr_storage ss;
@@ -314,6 +334,7 @@ static Suite *unix_suite(void)
     tcase_add_test(t, abstract_namespace);
     tcase_add_test(t, peer_address_unnamed);
     tcase_add_test(t, binary_unix);
+    tcase_add_test(t, client_over_unix);
     tcase_add_test(t, bad_unix_specs);
     suite_add_tcase(s, t);
     return s;

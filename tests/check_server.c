@@ -1003,6 +1003,59 @@ static int picky_on_data(struct sp_conn *c, void *data, size_t len, void *user)
 
 static const struct sp_mux_handler picky_mux = {.on_data = picky_on_data};
 
+/* Bytes are counted as they flow: a connection still open shows what it moved, and a
+ * rejected connection is counted by the time its peer sees it closed. */
+START_TEST(counters_live)
+{
+    static char chunk[100000];
+    struct sp_config c;
+    int fd;
+
+    memset(chunk, 'b', sizeof(chunk));
+    test_config(&c);
+    start(&c);
+    fd = tu_connect(srv.port);
+    tu_send(fd, chunk, sizeof(chunk));
+    ck_assert_uint_eq(tu_recv_n(fd, chunk, sizeof(chunk)), sizeof(chunk));
+    WAIT_STAT(bytes_in, sizeof(chunk));
+    WAIT_STAT(bytes_out, sizeof(chunk));
+    ck_assert_uint_eq(stats().completed, 0); /* still open: nothing counted at close yet */
+    ck_assert_uint_eq(stats().active, 1);
+    close(fd);
+    WAIT_STAT(completed, 1);
+    stop(NULL);
+}
+END_TEST
+
+START_TEST(rejected_counted_before_close)
+{
+    struct sp_config c;
+    char buf[8];
+    int seated, queued;
+
+    test_config(&c);
+    c.workers = 1;
+    c.queue = 1;
+    c.on_full = SP_ON_FULL_REJECT;
+    start(&c);
+    seated = tu_connect(srv.port);
+    tu_roundtrip(seated, "a", 1);
+    queued = tu_connect(srv.port);
+    WAIT_STAT(accepted, 2);
+    for (uint64_t i = 1; i <= 20; i++) {
+        int fd = tu_connect(srv.port);
+        /* EOF (or a reset) is the server's close: the count must already be there. */
+        ck_assert_uint_eq(tu_recv_n(fd, buf, sizeof(buf)), 0);
+        ck_assert_uint_ge(stats().rejected, i);
+        close(fd);
+    }
+    close(queued);
+    close(seated);
+    WAIT_STAT(completed, 2);
+    stop(NULL);
+}
+END_TEST
+
 /* Connections of every outcome; once idle, the counters account for each one. */
 START_TEST(counters_add_up)
 {
@@ -1188,6 +1241,8 @@ static void add_mode(Suite *s, enum sp_mode mode)
     tcase_add_test(api, handle_request_once);
     tcase_add_test(api, ipv6_loopback);
     tcase_add_test(api, counters_add_up);
+    tcase_add_test(api, counters_live);
+    tcase_add_test(api, rejected_counted_before_close);
     tcase_add_test(life, drain_lets_clients_finish);
     tcase_add_test(life, drain_deadline_cuts_silent_client);
     tcase_add_test(life, second_shutdown_cuts_at_once);

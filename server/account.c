@@ -30,3 +30,17 @@ void server_abort_conn(struct sp_server *s, const struct conn *c)
     COUNT(s, aborted, 1);
     wake_unpark(&s->wake); /* a descriptor was freed */
 }
+
+void server_direct_begin(struct sp_server *s)
+{
+    COUNT(s, direct_active, 1);
+}
+
+void server_direct_end(struct sp_server *s, int fd, int rc)
+{
+    /* NOTE: close() is not retried on EINTR: on Linux the fd is gone either way. */
+    close(fd);
+    server_count_outcome(s, rc, false);
+    atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
+    wake_unpark(&s->wake); /* a descriptor was freed */
+}

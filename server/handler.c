@@ -102,12 +102,9 @@ void blocking_serve_direct(struct sp_server *s, const struct conn *c)
 {
     int rc;
 
-    COUNT(s, direct_active, 1);
+    server_direct_begin(s);
     rc = blocking_run(s, c, &s->bytes[0]);
-    close(c->fd);
-    server_count_outcome(s, rc, false);
-    atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
-    wake_unpark(&s->wake);
+    server_direct_end(s, c->fd, rc);
 }
 
 ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)

@@ -99,6 +99,12 @@ void server_default_log(enum sp_log_level level, const char *msg, void *user);
  * Returns the handler's result (or the -errno of the set-up), without closing c->fd. */
 int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot);
 
+/* A connection starts being served by sp_server_handle_request in the caller's thread. */
+void server_direct_begin(struct sp_server *s);
+
+/* It ended with rc: close fd, count the outcome, and stop counting it active. */
+void server_direct_end(struct sp_server *s, int fd, int rc);
+
 /* Close c->fd unserved and count it aborted (the drain deadline passed before it ran). */
 void server_abort_conn(struct sp_server *s, const struct conn *c);
 

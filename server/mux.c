@@ -930,21 +930,18 @@ static void mux_serve_direct(struct sp_server *s, const struct conn *q)
                                 .server = s,
                                 .accepted_ns = q->accepted_ns},
                         .state = CONN_OPEN};
-    unsigned char *buf = malloc(READ_BUF);
-    int rc = buf == NULL ? -ENOMEM : direct_run(&c, buf);
-    uint64_t out_before = 0;
+    unsigned char *buf;
+    int rc;
 
-    (void)out_before;
-    COUNT(s, direct_active, 1);
+    server_direct_begin(s);
+    buf = malloc(READ_BUF);
+    rc = buf == NULL ? -ENOMEM : direct_run(&c, buf);
     if (s->cfg.mux->on_close != NULL)
         s->cfg.mux->on_close(&c, rc, s->cfg.user);
     live_add(&s->bytes[0], 0, c.req.bytes_out);
     release_out(&c);
     free(buf);
-    close(q->fd);
-    server_count_outcome(s, rc, false);
-    atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
-    wake_unpark(&s->wake);
+    server_direct_end(s, q->fd, rc);
 }
 
 const struct kind_ops kind_mux = {

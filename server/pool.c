@@ -238,19 +238,6 @@ static void pool_join(struct sp_server *s)
     s->kind_state = NULL;
 }
 
-/* sp_server_handle_request: the handler in the caller's thread; the drain cannot cut it. */
-static void pool_serve_direct(struct sp_server *s, const struct conn *c)
-{
-    int rc;
-
-    COUNT(s, direct_active, 1);
-    rc = blocking_run(s, c, &s->bytes[0]);
-    close(c->fd);
-    server_count_outcome(s, rc, false);
-    atomic_fetch_sub_explicit(&s->ctr.direct_active, 1, memory_order_release);
-    wake_unpark(&s->wake);
-}
-
 const struct kind_ops kind_pool = {
     .name = "pool",
     .start = pool_start,
@@ -258,6 +245,6 @@ const struct kind_ops kind_pool = {
     .stop = pool_stop,
     .force = pool_force,
     .join = pool_join,
-    .serve_direct = pool_serve_direct,
+    .serve_direct = blocking_serve_direct,
     .tick = pool_tick,
 };

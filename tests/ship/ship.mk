@@ -3,10 +3,14 @@
 #   make ship-test   the installed libraries export only sp_* and never call exit(); an install
 #                    into a temporary DESTDIR builds and runs a program through pkg-config
 #                    (static and shared); the man pages match --help and render cleanly; the
-#                    unit file verifies; /metrics parses with the Prometheus text parser
+#                    unit file verifies; /metrics parses with the Prometheus text parser;
+#                    systemd's notify protocol end to end; --reuseport
+#   make hardening   the release flags, proven with readelf
+#   make lint        cppcheck and clang-tidy
+#   make scaleout    HAProxy in front of two instances, one killed mid-run
 
-.PHONY: ship-test check-symbols check-install check-man check-unit check-e2e
-ship-test: check-symbols check-install check-man check-unit check-e2e
+.PHONY: ship-test check-symbols check-install check-man check-unit check-e2e check-reuseport
+ship-test: check-symbols check-install check-man check-unit check-e2e check-reuseport
 
 check-symbols: $(LIB) $(SOLIB)
 	tests/ship/check-symbols.sh $(LIB) $(SOLIB)
@@ -24,6 +28,10 @@ check-unit: man $(SERVER)
 # The real binary under a fake systemd and a real Prometheus text parser (Debian's python3).
 check-e2e: $(SERVER)
 	/usr/bin/python3 tests/ship/check-e2e.py $(SERVER)
+
+# Two instances on one port (SO_REUSEPORT); says SKIPPED while the server lacks --reuseport.
+check-reuseport: $(SERVER)
+	/usr/bin/python3 tests/ship/check-reuseport.py $(SERVER)
 
 # ---- Check suites of the server program's own modules (run by make test) ----
 TEST_PROGS += $(BUILD)/tests/ship/check_notify

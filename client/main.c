@@ -19,6 +19,7 @@
 #include "log.h"
 #include "net.h"
 #include "parse.h"
+#include "udp.h"
 
 #define PROG "sockpool-client"
 #define VERSION "1.0.0"
@@ -46,11 +47,14 @@ static void usage(FILE *f)
             "SIZE: bytes, or with k (x1024) or M (x1048576). DUR: seconds, or with us, ms, s, m.\n"
             "\n"
             "  -H, --host HOST[:PORT]  numeric IPv4/IPv6 address or localhost, [V6]:PORT for a\n"
-            "                          port with IPv6 [127.0.0.1]\n"
+            "                          port with IPv6, or unix:PATH [127.0.0.1]\n"
             "  -p, --port PORT         server port, 1..65535 [8000]\n"
             "      --connect-timeout DUR  give up connecting after DUR [5s]\n"
             "      --raw               pipe and interactive: relay whatever the server answers,\n"
             "                          unchecked (for servers with another handler)\n"
+            "      --udp               pipe and interactive over UDP: one datagram per read (a\n"
+            "                          line on a terminal, up to 65507 bytes from a pipe)\n"
+            "      --reply-timeout DUR --udp: a datagram unanswered after DUR is lost [1s]\n"
             "      --timeout DUR       check: the whole probe's time limit [2s]\n"
             "  -h, --help              this help\n"
             "  -V, --version           the version\n"
@@ -155,6 +159,8 @@ enum {
     OPT_FAIL_ON,
     OPT_RECONNECT,
     OPT_SOURCE,
+    OPT_UDP,
+    OPT_REPLY_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -181,6 +187,8 @@ static const struct option long_opts[] = {
     {"reconnect", optional_argument, NULL, OPT_RECONNECT},
     {"source", required_argument, NULL, OPT_SOURCE},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"udp", no_argument, NULL, OPT_UDP},
+    {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -196,6 +204,8 @@ struct cli {
     const char *sizes; /* -s as given */
     double timeout;    /* check */
     char host[128];    /* -H without its port */
+    bool udp;             /* --udp: datagrams (udp.c) */
+    double reply_timeout; /* --reply-timeout for --udp */
 };
 
 /* -H HOST or HOST:PORT or [V6]:PORT. */
@@ -384,6 +394,15 @@ static void on_option(struct cli *x, int c, char **argv)
     }
     if (set_common(x, c, optarg))
         return;
+    if ((c == OPT_UDP || c == OPT_REPLY_TIMEOUT) && x->cmd == CMD_NONE) {
+        if (c == OPT_UDP)
+            x->udp = true;
+        else
+            x->reply_timeout = positive("--reply-timeout", optarg, 3600);
+        return;
+    }
+    if (c == OPT_UDP || c == OPT_REPLY_TIMEOUT)
+        cli_usage_error("option '%s' applies to the pipe and interactive modes", opt_name(c));
     if (c == OPT_RAW && x->cmd == CMD_NONE) {
         x->raw = true;
         return;
@@ -554,6 +573,9 @@ static int one_connection(const struct cli *x)
     net_format_addr((const struct sockaddr *)&x->o.addr, peer, sizeof(peer));
     if (x->cmd == CMD_CHECK)
         return check_run((const struct sockaddr *)&x->o.addr, x->o.addrlen, peer, x->timeout);
+    if (x->udp)
+        return udp_run((const struct sockaddr *)&x->o.addr, x->o.addrlen, peer,
+                       x->reply_timeout > 0 ? x->reply_timeout : 1);
     /* Rounded up: net_connect takes 0 ms as "no timeout", which a tiny --connect-timeout
      * must not become. */
     fd = net_connect((const struct sockaddr *)&x->o.addr, x->o.addrlen,

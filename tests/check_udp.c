@@ -322,6 +322,57 @@ START_TEST(binary_udp)
 }
 END_TEST
 
+/* sockpool-client --udp, pipe mode: 200 KB of every byte value as datagrams of up to 65507
+ * bytes, the replies byte exact on stdout. */
+START_TEST(client_udp_pipe)
+{
+    const size_t len = 200000;
+    unsigned char *in = malloc(len), *want = malloc(len);
+    char *out = malloc(len + 1), err[512] = "", port[8];
+    struct udp_srv u;
+    struct sp_config c;
+    uint64_t seed = 99;
+
+    ck_assert(in != NULL && want != NULL && out != NULL);
+    tu_random_bytes(in, len, &seed);
+    for (size_t k = 0; k < len; k++)
+        want[k] = in[k] >= 'a' && in[k] <= 'z' ? (unsigned char)(in[k] - 32) : in[k];
+    udp_config(&c);
+    udp_start(&u, &c, FU_TCP4);
+    snprintf(port, sizeof(port), "%u", u.f.port);
+    const char *argv[] = {tu_client_path(), "--udp", "-p", port, NULL};
+    int status = tu_run(argv, in, len, out, len + 1, err, sizeof(err), 20000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client: %d %s", status, err);
+    ck_assert_msg(memcmp(out, want, len) == 0, "the replies differ from the input uppercased");
+    fu_stop(&u.f, 5000, NULL);
+    free(in);
+    free(want);
+    free(out);
+}
+END_TEST
+
+/* A server that never answers: the client reports the datagram lost and exits 1. */
+START_TEST(client_udp_lost)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t alen = sizeof(a);
+    char out[64] = "", err[512] = "", port[8];
+    int mute = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(mute, 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(mute, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(mute, (struct sockaddr *)&a, &alen), 0);
+    snprintf(port, sizeof(port), "%u", ntohs(a.sin_port));
+    const char *argv[] = {tu_client_path(), "--udp", "-p", port, "--reply-timeout", "0.2", NULL};
+    int status = tu_run(argv, "unanswered", 10, out, sizeof(out), err, sizeof(err), 10000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "client: %d %s", status, err);
+    ck_assert_msg(strstr(err, "no reply") != NULL, "stderr: %s", err);
+    ck_assert_str_eq(out, "");
+    close(mute);
+}
+END_TEST
+
 static Suite *udp_suite(void)
 {
     Suite *s = suite_create("udp");
@@ -337,6 +388,8 @@ static Suite *udp_suite(void)
     tcase_add_test(t, handle_request_one_datagram);
     tcase_add_test(t, udp_needs_pool_mode_and_ip);
     tcase_add_test(t, binary_udp);
+    tcase_add_test(t, client_udp_pipe);
+    tcase_add_test(t, client_udp_lost);
     suite_add_tcase(s, t);
     return s;
 }

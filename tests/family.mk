@@ -14,6 +14,9 @@ $(FAMILY_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 .SECONDARY: $(BUILD)/tests/familyutil.o
 
 
+# The client's --udp (client/udp.c, libc only: it may come after the archives on the line).
+$(CLIENT): $(BUILD)/client/udp.o
+
 EXAMPLES := upper udp_upper lines mux_count
 EXAMPLE_PROGS := $(EXAMPLES:%=$(BUILD)/examples/%)
 

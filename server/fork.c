@@ -102,7 +102,7 @@ static _Noreturn void child_main(struct sp_server *s, unsigned idx, const struct
 
     s->fork_child = true;
     close_others(c->fd);
-    rc = blocking_run(s, c, &s->bytes[1 + idx % (s->nbytes - 1)]);
+    rc = blocking_run(s, c, &s->bytes[1 + idx % (s->nbytes - 1)], NULL);
     _exit(outcome_status(rc));
 }
 

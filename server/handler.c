@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "net.h"
 #include "upper.h"
+#include "watch.h"
 
 /* 64 KiB matches the largest chunks loopback TCP hands over; the pages a small message never
  * touches cost no memory, so idle workers stay cheap. */
@@ -18,6 +19,7 @@
 /* Per-connection state behind req->internal. */
 struct blocking_conn {
     struct live_bytes *slot;
+    struct watch *watch; /* NULL when nobody watches (sp_server_handle_request) */
     bool short_rcvtimeo; /* SO_RCVTIMEO was shortened by the time spent queued */
     double idle;         /* the configured idle timeout */
 };
@@ -84,9 +86,10 @@ static int run_hooks(struct sp_server *s, struct sp_request *req)
     return rc;
 }
 
-int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot)
+int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot,
+                 struct watch *watch)
 {
-    struct blocking_conn b = {.slot = slot, .idle = s->cfg.idle_timeout};
+    struct blocking_conn b = {.slot = slot, .watch = watch, .idle = s->cfg.idle_timeout};
     struct sp_request req = {.fd = c->fd,
                              .client_address = c->addr,
                              .client_len = c->addr_len,
@@ -103,7 +106,7 @@ void blocking_serve_direct(struct sp_server *s, const struct conn *c)
     int rc;
 
     server_direct_begin(s);
-    rc = blocking_run(s, c, &s->bytes[0]);
+    rc = blocking_run(s, c, &s->bytes[0], NULL);
     server_direct_end(s, c->fd, rc);
 }
 
@@ -115,6 +118,8 @@ ssize_t sp_recv(struct sp_request *req, void *buf, size_t len)
     if (n > 0) {
         req->bytes_in += (uint64_t)n;
         live_add(b->slot, (uint64_t)n, 0);
+        if (b->watch != NULL) /* one writer: a plain store, no read-modify-write */
+            atomic_store_explicit(&b->watch->in, req->bytes_in, memory_order_relaxed);
         if (b->short_rcvtimeo) {
             /* Input came: from now on the full idle timeout applies (once per connection). */
             b->short_rcvtimeo = false;

@@ -18,6 +18,8 @@
  * connections from one snapshot of the queue (waiting, unfinished), so a connection moving
  * from the queue to a worker is never missed; direct_active counts the connections that
  * sp_server_handle_request serves in the caller's thread. */
+struct watch;
+
 struct counters {
     atomic_uint_fast64_t accepted, rejected, direct_active, completed;
     atomic_uint_fast64_t idle_timeouts, send_timeouts, resets, errors, aborted, accept_errors;
@@ -95,9 +97,11 @@ void server_log(const struct sp_server *s, enum sp_log_level level, const char *
 /* The log callback used when cfg.log is NULL: one line on stderr. */
 void server_default_log(enum sp_log_level level, const char *msg, void *user);
 
-/* Serve c with the blocking handler in the calling thread: socket options, then the handler.
- * Returns the handler's result (or the -errno of the set-up), without closing c->fd. */
-int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot);
+/* Serve c with the blocking handler in the calling thread: socket options, then the handler;
+ * bytes count on slot, and on watch (NULL: none) for the watchdog. Returns the handler's
+ * result (or the -errno of the set-up), without closing c->fd. */
+int blocking_run(struct sp_server *s, const struct conn *c, struct live_bytes *slot,
+                 struct watch *watch);
 
 /* A connection starts being served by sp_server_handle_request in the caller's thread. */
 void server_direct_begin(struct sp_server *s);

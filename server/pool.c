@@ -7,71 +7,50 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "internal.h"
+#include "watch.h"
 
 struct pool_worker {
     pthread_t tid;
     struct sp_server *srv;
     struct live_bytes *bytes; /* this worker's byte counters */
-    /* Guarded by slots_lock: */
-    int fd;               /* connection being served, -1 if none */
-    int cut;              /* why the server shut fd down: 0, -ECANCELED (drain), SP_ERR_* */
-    uint64_t accepted_ns; /* the connection's accept time (max_conn_time) */
-    uint64_t window_ns;   /* start of its current min_rate window */
-    uint64_t window_in;   /* bytes->in at that start */
+    struct watch watch;       /* its connection; guarded by slots_lock */
 };
 
 struct pool {
     struct pool_worker *workers;
     unsigned n; /* started */
-    /* Lock rule: slots_lock guards the workers[] fields so marked and force. Workers take it
-     * when a connection starts and ends, the drain takes it once to cut connections; it is
-     * never held together with the queue lock nor across a blocking call. */
+    /* Lock rule: slots_lock guards workers[].watch (but its atomic in) and force. Workers
+     * take it when a connection starts and ends, the drain and the watchdog to cut
+     * connections; it is never held together with the queue lock nor across a blocking
+     * call. */
     pthread_mutex_t slots_lock;
     bool force;
 };
 
-/* Publish c in the worker's slot so the drain and the watchdog can cut it. Returns false if
- * the drain deadline already passed: the connection must be closed unserved. */
+/* Watch c on the worker so the drain and the watchdog can cut it. Returns false if the
+ * drain deadline already passed: the connection must be closed unserved. */
 static bool slot_claim(struct pool *p, struct pool_worker *w, const struct conn *c)
 {
     bool ok;
 
     pthread_mutex_lock(&p->slots_lock);
     ok = !p->force;
-    if (ok) {
-        w->fd = c->fd;
-        w->cut = 0;
-        w->accepted_ns = c->accepted_ns;
-        w->window_ns = clock_now_ns();
-        w->window_in = atomic_load_explicit(&w->bytes->in, memory_order_relaxed);
-    }
+    if (ok)
+        watch_start(&w->watch, c);
     pthread_mutex_unlock(&p->slots_lock);
     return ok;
 }
 
-/* Empty the slot before close(), so no one shuts down a recycled fd number. Returns why the
- * server cut the connection, 0 if it did not. */
+/* Stop watching before close(). Returns why the server cut the connection, 0 if it did not. */
 static int slot_release(struct pool *p, struct pool_worker *w)
 {
     int cut;
 
     pthread_mutex_lock(&p->slots_lock);
-    cut = w->cut;
-    w->fd = -1;
+    cut = watch_stop(&w->watch);
     pthread_mutex_unlock(&p->slots_lock);
     return cut;
-}
-
-/* Shut a connection in progress down for reason; slots_lock is held. The blocked worker
- * returns from recv or send and counts the reason as the outcome. */
-static void slot_cut(struct pool_worker *w, int reason)
-{
-    if (w->fd < 0 || w->cut != 0)
-        return;
-    (void)shutdown(w->fd, SHUT_RDWR);
-    w->cut = reason;
 }
 
 static void serve(struct sp_server *s, struct pool *p, struct pool_worker *w, const struct conn *c)
@@ -82,13 +61,13 @@ static void serve(struct sp_server *s, struct pool *p, struct pool_worker *w, co
         server_abort_conn(s, c);
         return;
     }
-    rc = blocking_run(s, c, w->bytes);
+    rc = blocking_run(s, c, w->bytes, &w->watch);
     cut = slot_release(p, w);
     /* NOTE: close() is not retried on EINTR: on Linux the fd is gone either way. */
     close(c->fd);
     /* The outcome is counted before the connection stops being active (queue_done), so a
      * reader never sees it in neither place. */
-    server_count_outcome(s, cut != 0 && cut != -ECANCELED ? cut : rc, cut == -ECANCELED);
+    watch_count(s, rc, cut);
     wake_unpark(&s->wake); /* a descriptor was freed: an acceptor parked on EMFILE may go on */
 }
 
@@ -150,7 +129,8 @@ static int pool_start(struct sp_server *s, char err[SP_ERRLEN])
     }
     pthread_mutex_init(&p->slots_lock, NULL);
     for (unsigned i = 0; i < s->cfg.workers; i++) {
-        p->workers[i] = (struct pool_worker){.srv = s, .bytes = &s->bytes[1 + i], .fd = -1};
+        p->workers[i] = (struct pool_worker){.srv = s, .bytes = &s->bytes[1 + i]};
+        p->workers[i].watch.fd = -1;
     }
     s->kind_state = p;
     if ((rc = start_threads(s, p)) == 0)
@@ -179,49 +159,21 @@ static void pool_force(struct sp_server *s)
     pthread_mutex_lock(&p->slots_lock);
     p->force = true;
     for (unsigned i = 0; i < p->n; i++)
-        slot_cut(&p->workers[i], -ECANCELED); /* wakes a worker blocked in recv or send */
+        watch_cut(&p->workers[i].watch, -ECANCELED); /* wakes a worker in recv or send */
     pthread_mutex_unlock(&p->slots_lock);
-}
-
-/* How often the watchdog looks at the connections in progress: the limits it enforces are
- * seconds long, so a quarter second of lateness is noise, and an idle check costs nothing. */
-#define TICK_MS 250
-
-/* Cut w's connection if it lived past max_conn_time or sent less than min_rate over its
- * window; slots_lock is held. */
-static void slot_check(const struct sp_server *s, struct pool_worker *w, uint64_t now)
-{
-    const struct sp_config *c = &s->cfg;
-    uint64_t window = (uint64_t)(c->min_rate_window * 1e9);
-
-    if (w->fd < 0 || w->cut != 0)
-        return;
-    if (c->max_conn_time > 0 && now - w->accepted_ns >= (uint64_t)(c->max_conn_time * 1e9)) {
-        slot_cut(w, SP_ERR_CONN_TIME);
-        return;
-    }
-    if (c->min_rate <= 0 || now - w->window_ns < window)
-        return;
-    uint64_t in = atomic_load_explicit(&w->bytes->in, memory_order_relaxed);
-    if ((double)(in - w->window_in) < c->min_rate * c->min_rate_window) {
-        slot_cut(w, SP_ERR_SLOW_PEER);
-        return;
-    }
-    w->window_ns = now;
-    w->window_in = in;
 }
 
 static int pool_tick(struct sp_server *s, uint64_t now)
 {
     struct pool *p = s->kind_state;
 
-    if (p == NULL || (s->cfg.max_conn_time <= 0 && s->cfg.min_rate <= 0))
+    if (p == NULL || !watch_needed(s))
         return -1;
     pthread_mutex_lock(&p->slots_lock);
     for (unsigned i = 0; i < p->n; i++)
-        slot_check(s, &p->workers[i], now);
+        watch_check(s, &p->workers[i].watch, now);
     pthread_mutex_unlock(&p->slots_lock);
-    return TICK_MS;
+    return WATCH_TICK_MS;
 }
 
 static void pool_join(struct sp_server *s)

@@ -15,13 +15,14 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "watch.h"
 
 struct thread_slot {
     struct conn c; /* the connection this slot's thread serves */
     struct thread_kind *k;
     unsigned idx;
-    bool busy;   /* guarded by lock: a thread serves c.fd */
-    bool forced; /* guarded by lock: c.fd was shut down by the drain deadline */
+    struct watch watch; /* guarded by lock (but its atomic in): the drain's and the
+                         * watchdog's hold on c.fd while a thread serves it */
 };
 
 struct thread_kind {
@@ -54,7 +55,7 @@ static unsigned take_slot(struct thread_kind *k)
     if (k->nfree > 0)
         idx = k->free_idx[--k->nfree];
     else if (k->hwm < k->s->max_conns)
-        idx = k->hwm++;
+        k->slots[idx = k->hwm++].watch.fd = -1; /* a slot's first use */
     else
         idx = UINT32_MAX; /* forced with every slot busy: whatever comes is aborted */
     if (idx != UINT32_MAX)
@@ -66,7 +67,6 @@ static unsigned take_slot(struct thread_kind *k)
 /* Give a slot back (lock held). */
 static void put_slot(struct thread_kind *k, unsigned idx)
 {
-    k->slots[idx].busy = false;
     k->free_idx[k->nfree++] = idx;
     k->active--;
     pthread_cond_broadcast(&k->room);
@@ -79,16 +79,15 @@ static void *conn_main(void *arg)
     struct sp_server *s = k->s;
     struct conn c = sl->c;
     pthread_t prev;
-    bool forced, join_prev;
-    int rc = blocking_run(s, &c, &s->bytes[1 + sl->idx % (s->nbytes - 1)]);
+    bool join_prev;
+    int cut, rc = blocking_run(s, &c, &s->bytes[1 + sl->idx % (s->nbytes - 1)], &sl->watch);
 
     pthread_mutex_lock(&k->lock);
-    forced = sl->forced;
-    sl->busy = false; /* before close(): the drain never shuts down a recycled fd number */
+    cut = watch_stop(&sl->watch); /* before close(): no one shuts down a recycled fd number */
     pthread_mutex_unlock(&k->lock);
     /* NOTE: close() is not retried on EINTR: on Linux the fd is gone either way. */
     close(c.fd);
-    server_count_outcome(s, rc, forced);
+    watch_count(s, rc, cut);
     queue_done(&s->q);
     wake_unpark(&s->wake); /* a descriptor was freed */
     pthread_mutex_lock(&k->lock);
@@ -116,11 +115,19 @@ static void start_conn(struct thread_kind *k, unsigned idx, const struct conn *c
     pthread_mutex_lock(&k->lock);
     forced = k->force;
     if (sl != NULL && !forced) {
-        *sl = (struct thread_slot){.c = *c, .k = k, .idx = idx, .busy = true};
+        sl->c = *c;
+        sl->k = k;
+        sl->idx = idx;
+        watch_start(&sl->watch, c);
     }
     pthread_mutex_unlock(&k->lock);
     if (!forced && (rc = pthread_create(&tid, &k->attr, conn_main, sl)) == 0)
         return;
+    if (!forced) { /* stop watching before the close: the number may be reused at once */
+        pthread_mutex_lock(&k->lock);
+        (void)watch_stop(&sl->watch);
+        pthread_mutex_unlock(&k->lock);
+    }
     if (forced) {
         server_abort_conn(s, c);
     } else {
@@ -237,13 +244,8 @@ static void thread_force(struct sp_server *s)
 
     pthread_mutex_lock(&k->lock);
     k->force = true;
-    for (unsigned i = 0; i < k->hwm; i++) {
-        struct thread_slot *sl = &k->slots[i];
-        if (sl->busy && !sl->forced) {
-            (void)shutdown(sl->c.fd, SHUT_RDWR); /* wakes a thread blocked in recv or send */
-            sl->forced = true;
-        }
-    }
+    for (unsigned i = 0; i < k->hwm; i++)
+        watch_cut(&k->slots[i].watch, -ECANCELED); /* wakes a thread in recv or send */
     pthread_cond_broadcast(&k->room);
     pthread_mutex_unlock(&k->lock);
 }
@@ -259,6 +261,19 @@ static void thread_join(struct sp_server *s)
     s->kind_state = NULL;
 }
 
+static int thread_tick(struct sp_server *s, uint64_t now)
+{
+    struct thread_kind *k = s->kind_state;
+
+    if (k == NULL || !watch_needed(s))
+        return -1;
+    pthread_mutex_lock(&k->lock);
+    for (unsigned i = 0; i < k->hwm; i++)
+        watch_check(s, &k->slots[i].watch, now);
+    pthread_mutex_unlock(&k->lock);
+    return WATCH_TICK_MS;
+}
+
 const struct kind_ops kind_thread = {
     .name = "thread",
     .start = thread_start,
@@ -267,4 +282,5 @@ const struct kind_ops kind_thread = {
     .force = thread_force,
     .join = thread_join,
     .serve_direct = blocking_serve_direct,
+    .tick = thread_tick,
 };

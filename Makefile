@@ -122,7 +122,10 @@ $(PCFILE): sockpool.pc.in FORCE
 $(SERVER): $(BUILD)/server/main.o $(SERVER_OBJS) $(CORE_LIB) $(COMMON_LIB)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
 
-run: $(SERVER)
+# Builds everything first (the client too, for the README's "Try it"); stays in the foreground.
+run: all
+	@echo "sockpool-server on 127.0.0.1:8000 in the foreground; Ctrl-C stops it." \
+	  "Try it from another terminal: echo hello | $(CLIENT)"
 	exec $(SERVER) -b 127.0.0.1 -p 8000
 
 -include client/client.mk

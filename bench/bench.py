@@ -22,9 +22,12 @@ import os
 import platform
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -43,20 +46,21 @@ class Fatal(Exception):
 class Case:
     """One load shape: `sockpool-client load [--udp] --mode MODE -s SIZE -c CONNS`."""
 
-    def __init__(self, mode, size, conns, transport="tcp", seconds=None):
+    def __init__(self, mode, size, conns, transport="tcp", seconds=None, warmup=None):
         self.mode, self.size, self.conns, self.transport = mode, size, conns, transport
         self.seconds = seconds  # None: the run's --seconds
+        self.warmup = warmup  # load before the measured run, for no figure
         unit = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
         self.name = f"{'udp ' if transport == 'udp' else ''}{mode} {unit} x{conns}"
         self.phase = 1 if conns >= 10000 else 0  # servers sized for 10,000 run apart
 
 
-# The 10,000-connection runs last 4 s: connecting 10,000 sockets takes a good part of a second,
-# and the server's CPU over the run includes those accepts and closes.
+# The 10,000-connection runs warm up for 1 s: a burst of 10,000 connects overflows the listen
+# queue, and the first requests of the connections it dropped wait for TCP's retransmission.
 FULL_CASES = [Case("rr", 64, 1), Case("rr", 64, 8), Case("rr", 64, 64), Case("rr", 64, 256),
               Case("rr", 64, 1000), Case("rr", 4096, 64), Case("stream", 65536, 1),
               Case("stream", 65536, 8), Case("crr", 64, 64), Case("rr", 64, 64, "udp"),
-              Case("rr", 64, 10000, seconds=4)]
+              Case("rr", 64, 10000, seconds=3, warmup=1)]
 QUICK_CASES = [Case("rr", 64, 1), Case("rr", 64, 64), Case("rr", 4096, 64),
                Case("stream", 65536, 1), Case("crr", 64, 64), Case("rr", 64, 64, "udp")]
 SYSCALL_CASE = {"tcp": Case("rr", 64, 64), "udp": Case("rr", 64, 64, "udp")}
@@ -104,21 +108,28 @@ def memory_hold(spec, quick):
 
 class Client:
     def __init__(self, path):
-        self.path, self.probed = path, {}
+        self.path, self.probed, self.streams = path, {}, None
 
     def refuses(self, extra):
         """Whether `load` refuses these options as bad usage (exit 2), probed once against a
-        port nothing listens on (a client that takes them fails with 1 instead)."""
+        socket that listens but never answers (a client that takes them ends its 50 ms run
+        with exit 1: no round trip)."""
         key = tuple(extra)
         if key not in self.probed:
-            try:
-                p = subprocess.run([self.path, "load", "-p", "1", "-c", "1", "-s", "1", "-n",
-                                    "1"] + extra, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   timeout=20)
-                self.probed[key] = p.returncode == 2
-            except (OSError, subprocess.SubprocessError):
-                self.probed[key] = True
+            udp = "--udp" in extra
+            with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as ls:
+                ls.bind(("127.0.0.1", 0))
+                if not udp:
+                    ls.listen(16)
+                argv = [self.path, "load", "-p", str(ls.getsockname()[1]), "-c", "1", "-s",
+                        "1", "-d", "0.05", "--connect-timeout", "1"] + extra
+                try:
+                    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, timeout=15)
+                    self.probed[key] = p.returncode == 2
+                except (OSError, subprocess.SubprocessError):
+                    self.probed[key] = True
+                    log(f"probe of {' '.join(extra)} hung: taken as refused")
         return self.probed[key]
 
     def supports(self, case):
@@ -129,29 +140,55 @@ class Client:
             return "sockpool-client load has no --mode crr"
         return None
 
-    def run(self, port, case, seconds):
-        """One `sockpool-client load` run; returns its JSON object."""
+    def argv(self, port, case, seconds):
         argv = [self.path, "load", "-H", "127.0.0.1", "-p", str(port), "-c", str(case.conns),
                 "-s", str(case.size), "-d", f"{seconds:g}", "--mode", case.mode, "--json", "-"]
         if case.transport == "udp":
-            argv.insert(2, "--udp")
-        limit = seconds + 60
-        try:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{' '.join(argv)}: still running {limit:.0f} s later")
-        lines = [l for l in p.stdout.decode(errors="replace").splitlines() if l.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"client exit {p.returncode}, no JSON: "
-                               f"{p.stderr.decode(errors='replace').strip()[-300:]}")
-        res = json.loads(lines[-1])
+            argv.append("--udp")
+        if case.warmup:
+            argv += ["--warmup", f"{case.warmup:g}"]
+        if self.streams is None:
+            self.streams = not self.refuses(["--json-stream", "-", "--interval", "0.1"])
+        if self.streams:  # one JSON line per interval of the measured run, then the summary
+            argv += ["--json-stream", "-", "--interval", f"{max(0.1, seconds / 8):g}"]
+        return argv
+
+    def run(self, port, case, seconds, sample=None):
+        """One `sockpool-client load` run; returns its summary JSON object, with
+        "samples": [(interval object, sample(client pid)), ...] taken as each interval line
+        arrives (the moment that interval ends)."""
+        argv, limit = self.argv(port, case, seconds), seconds + (case.warmup or 0) + 60
+        with tempfile.TemporaryFile() as err:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=err)
+            watchdog = threading.Timer(limit, p.kill)  # a hung client is ended, not waited on
+            watchdog.start()
+            summary, samples = None, []
+            try:
+                for line in p.stdout:
+                    if not line.startswith(b"{"):
+                        continue
+                    obj = json.loads(line)
+                    if "interval" in obj:
+                        samples.append((obj, sample(p.pid) if sample else None))
+                    elif "version" in obj:
+                        summary = obj
+                p.wait()
+            finally:
+                watchdog.cancel()
+                p.stdout.close()
+            if p.returncode == -signal.SIGKILL:
+                raise RuntimeError(f"{' '.join(argv)}: still running {limit:.0f} s later")
+            err.seek(0)
+            why = err.read().decode(errors="replace").strip()[-300:]
+        if summary is None:
+            raise RuntimeError(f"client exit {p.returncode}, no JSON: {why}")
         for key in ("messages", "msgs_per_s", "mb_per_s", "latency_us", "errors",
                     "connections"):
-            if key not in res:
-                raise RuntimeError(f"client JSON has no '{key}': {lines[-1][:200]}")
-        res["exit_status"] = p.returncode
-        return res
+            if key not in summary:
+                raise RuntimeError(f"client JSON has no '{key}'")
+        summary["exit_status"], summary["samples"] = p.returncode, samples
+        return summary
 
 
 def busy_cpu_seconds():
@@ -161,40 +198,67 @@ def busy_cpu_seconds():
     return (sum(v[:8]) - v[3] - v[4]) / TICK  # user..steal, less idle and iowait
 
 
+def pid_cpu(pid):
+    try:
+        return time.clock_gettime((~pid << 3) | 2)
+    except OSError:
+        return None
+
+
+def window(res, start, end):
+    """The CPU figures over the measured run: from the first interval's end to the last's
+    (the first interval is left out: it has no sample at its start), or over the client's
+    whole life when it gave fewer than two interval lines."""
+    smp = res["samples"]
+    if len(smp) >= 2:
+        a, b = smp[0][1], smp[-1][1]
+        msgs = sum(o["messages"] for o, _ in smp[1:])
+        ccpu = None if a["client"] is None or b["client"] is None else b["client"] - a["client"]
+        return msgs, b["server"] - a["server"], ccpu, b["busy"] - a["busy"], b["t"] - a["t"]
+    return (res["messages"], end["server"] - start["server"], res.get("client_cpu_s"),
+            end["busy"] - start["busy"], max(res.get("elapsed_s") or 0, 1e-3))
+
+
 def measure(client, inst, case, seconds):
-    """One run of case against a server instance, with the server's CPU over the client's
-    lifetime. rr with one connection runs with the server on CPU 0 and the client on CPU 1
-    (like a client on another host): left to the scheduler, its wake-affine choice of one core
-    or two flips the round trip between ~13 and ~50 us from one run to the next."""
+    """One run of case against a server instance, with the server's and the client's CPU
+    over the measured run (connects, warm-up and the graceful end left out; in crr the
+    connects are the measured run). rr with one connection runs with the server on CPU 0 and
+    the client on CPU 1 (like a client on another host): left to the scheduler, its
+    wake-affine choice of one core or two flips the round trip between ~13 and ~50 us."""
     pin = case.mode == "rr" and case.conns == 1 and len(ALL_CPUS) >= 2
+    snap = lambda cpid=None: {"server": inst.cpu_seconds(), "busy": busy_cpu_seconds(),
+                              "client": pid_cpu(cpid) if cpid else None,
+                              "t": time.monotonic()}
     if pin:
         inst.pin({min(ALL_CPUS)})
         os.sched_setaffinity(0, {max(ALL_CPUS)})  # the client inherits it
     try:
-        busy0, cpu0 = busy_cpu_seconds(), inst.cpu_seconds()
-        res = client.run(inst.port, case, seconds)
-        busy1, cpu1 = busy_cpu_seconds(), inst.cpu_seconds()
+        start = snap()
+        res = client.run(inst.port, case, seconds, sample=snap)
+        end = snap()
     finally:
         if pin:
             os.sched_setaffinity(0, ALL_CPUS)
             if inst.alive():
                 inst.pin(ALL_CPUS)
-    msgs, err = res["messages"], res["errors"]
-    ccpu = res.get("client_cpu_s")
+    return figures(res, *window(res, start, end), case)
+
+
+def figures(res, wmsgs, scpu, ccpu, busy, dt, case):
+    err, lat = res["errors"], res["latency_us"]
     return {
-        "msgs_per_s": res["msgs_per_s"], "mb_per_s": res["mb_per_s"], "messages": msgs,
-        "p50_us": res["latency_us"]["p50"], "p99_us": res["latency_us"]["p99"],
-        "p999_us": res["latency_us"]["p999"], "max_us": res["latency_us"]["max"],
+        "msgs_per_s": res["msgs_per_s"], "mb_per_s": res["mb_per_s"],
+        "messages": res["messages"], "p50_us": lat["p50"], "p99_us": lat["p99"],
+        "p999_us": lat["p999"], "max_us": lat["max"],
         "wrong": err["mismatches"] + err["short_replies"], "mismatches": err["mismatches"],
         "errors": err["total"], "starved": res["connections"]["starved"],
         "connected": res["connections"]["connected"], "conns": case.conns,
-        "server_cpu_s": cpu1 - cpu0, "client_cpu_s": ccpu,
-        "server_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / msgs if msgs else None,
-        "client_cpu_us_per_msg": ccpu * 1e6 / msgs if msgs and ccpu is not None else None,
+        "window_messages": wmsgs, "server_cpu_s": scpu, "client_cpu_s": ccpu,
+        "server_cpu_us_per_msg": scpu * 1e6 / wmsgs if wmsgs else None,
+        "client_cpu_us_per_msg": ccpu * 1e6 / wmsgs if wmsgs and ccpu is not None else None,
         "client_exit": res["exit_status"],
         # Cores' worth of CPU used by other processes during the run: the noise indicator.
-        "other_load": max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (ccpu or 0))
-        / max(res.get("elapsed_s") or seconds, 1e-3),
+        "other_load": max(0.0, busy - scpu - (ccpu or 0)) / max(dt, 1e-3),
     }
 
 

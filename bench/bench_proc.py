@@ -61,12 +61,82 @@ class Spec:
         return (os.path.sep in exe and os.access(exe, os.X_OK)) or shutil.which(exe) is not None
 
 
+class ChildCgroup:
+    """A cgroup made for one server under the bench's own (so every limit above still
+    applies), or None where that is not allowed. kind "memory": the charge in bytes (v2
+    memory.current; v1 memory.usage_in_bytes, user + kernel memory, plus
+    memory.kmem.tcp.usage_in_bytes, socket buffers charged apart); kind "cpu": the CPU time of
+    every task that ever ran in it, exited ones included, in ns (v2 cpu.stat usage_usec, v1
+    cpuacct.usage)."""
+
+    V1 = {"memory": ("memory", ["memory.usage_in_bytes", "memory.kmem.tcp.usage_in_bytes"]),
+          "cpu": ("cpuacct", ["cpuacct.usage"])}
+    V2 = {"memory": ["memory.current"], "cpu": ["cpu.stat"]}
+
+    def __init__(self, path, files):
+        self.path, self.files = path, files
+
+    @staticmethod
+    def create(kind, tag):
+        """(cgroup, None) or (None, why not)."""
+        with open("/proc/self/cgroup") as f:
+            lines = [l.rstrip("\n").split(":", 2) for l in f]
+        ctl, files = ChildCgroup.V1[kind]
+        v1 = [p for _, c, p in lines if ctl in c.split(",")]
+        v2 = [p for hid, c, p in lines if hid == "0" and c == ""]
+        if v1 and os.path.isdir(f"/sys/fs/cgroup/{ctl}"):
+            base = f"/sys/fs/cgroup/{ctl}" + v1[0]
+        elif v2 and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            base, files = "/sys/fs/cgroup" + v2[0], ChildCgroup.V2[kind]
+        else:
+            return None, f"no {kind} cgroup"
+        path = os.path.join(base, f"sockpool-bench-{os.getpid()}-{tag}")
+        try:
+            os.mkdir(path)
+        except OSError as e:
+            return None, f"cannot create a child {kind} cgroup under {base}: {e.strerror}"
+        cg = ChildCgroup(path, [f for f in files if os.path.exists(os.path.join(path, f))])
+        if not cg.files:
+            cg.remove()
+            return None, f"{path} has no {kind} accounting"
+        return cg, None
+
+    def enter(self):
+        """preexec_fn: moves the forked child (the server to be) into the cgroup before exec,
+        so all it ever uses is counted here."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def read(self):
+        total = 0
+        for name in self.files:
+            with open(os.path.join(self.path, name)) as f:
+                text = f.read()
+            if name == "cpu.stat":  # "usage_usec N" first
+                total += int(text.split()[1]) * 1000
+            else:
+                total += int(text)
+        return total
+
+    def remove(self):
+        for _ in range(50):  # the last task may take a moment to leave after exit
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+        log(f"  could not remove {self.path}")
+
+
 class Instance:
     """One running copy of a Spec."""
 
     def __init__(self, spec, size=None):
         self.spec, self.name, self.size = spec, spec.name, size
         self.proc, self.port, self.tmp, self.errlog, self._pid = None, None, None, None, None
+        self.cpu_cg = None  # fork mode: its children's CPU, exited ones included
 
     def start(self, timeout=30.0, wrapper=None, preexec_fn=None):
         """Start the server (under `wrapper` argv if given) and wait for its port file.
@@ -75,8 +145,14 @@ class Instance:
         pf = os.path.join(self.tmp, "port")
         self.errlog = open(os.path.join(self.tmp, "stderr"), "w+")
         argv = (wrapper or []) + self.spec.command(pf, self.size)
+        if self.spec.role == "fork" and not wrapper:
+            self.cpu_cg, why = ChildCgroup.create("cpu", self.name)
+            if why:
+                log(f"  {self.name}: {why}; CPU of exited children is not counted")
+        enter = [f for f in (preexec_fn, self.cpu_cg and self.cpu_cg.enter) if f]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.errlog, preexec_fn=preexec_fn)
+                                     stderr=self.errlog,
+                                     preexec_fn=(lambda: [f() for f in enter]) if enter else None)
         try:
             self.port = wait_port_file(pf, self.proc, timeout, self.stderr_tail)
         except RuntimeError:
@@ -105,8 +181,10 @@ class Instance:
         """CPU time of every thread, living or exited, of the server and of every child it
         has reaped, in seconds: the process's POSIX CPU clock (CPUCLOCK_SCHED, what
         clock_getcpuclockid names), i.e. utime + stime of /proc/PID/stat in ns instead of
-        10 ms ticks; plus cutime + cstime (ticks) for fork mode's children, and the CPU of
-        children still running. Falls back to /proc/PID/stat."""
+        10 ms ticks. Fork mode: its CPU cgroup's figure (every process that ran in it); without
+        one, reaped children (cutime + cstime) and the living ones."""
+        if self.cpu_cg:
+            return self.cpu_cg.read() / 1e9
         total = 0.0
         try:
             total = time.clock_gettime((~self.pid << 3) | 2)
@@ -169,6 +247,9 @@ class Instance:
                         pass
                 self.proc.kill()
                 self.proc.wait()
+        if self.cpu_cg:
+            self.cpu_cg.remove()
+            self.cpu_cg = None
         if self.tmp is not None:
             self.errlog.close()
             shutil.rmtree(self.tmp, ignore_errors=True)

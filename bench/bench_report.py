@@ -91,13 +91,14 @@ def targets(res, side):
 
 def method(meta):
     reps = f"{meta['reps']} run{'s' if meta['reps'] > 1 else ''} of {meta['seconds']:g} s"
-    return [f"Each figure is the median of {reps} (the 10,000-connection case: 4 s; error "
-            "counts: the worst run), servers interleaved. Load: `sockpool-client load`, every "
-            "reply byte verified; rr x1 runs with the server on one core and the client on the "
-            "other. Server CPU: the server's process CPU clock (all threads, and fork mode's "
-            "children) over each client run, connects and closes included; client CPU: the "
-            "client's own, from its JSON. crr: connect, one 64 B round trip, close; its "
-            "msgs/s are connections/s. What every figure means: docs/bench.md.", ""]
+    return [f"Each figure is the median of {reps} (rr 64 B x10000: 1 s of warm-up, then 3 s; "
+            "error counts: the worst run), servers interleaved. Load: `sockpool-client load`, "
+            "every reply byte verified; rr x1 runs with the server on one core and the client "
+            "on the other. CPU per message: the server's process CPU clock (all threads, and "
+            "fork mode's children) and the client's, read as the client reports each interval "
+            "of its measured run, so connects, warm-up and the graceful end are left out (in "
+            "crr, connect + one 64 B round trip + close is the message, and msgs/s are "
+            "connections/s). What every figure means: docs/bench.md.", ""]
 
 
 def main_table(res, cases):

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from bench_proc import Instance, descendants, log, status_field
+from bench_proc import ChildCgroup, Instance, descendants, log, status_field
 
 KSTACK_KIB = 16  # THREAD_SIZE on x86_64 (and arm64): one kernel stack per thread
 
@@ -95,64 +95,6 @@ def hold_connections(port, n, timeout=120.0):
     return socks
 
 
-class ChildCgroup:
-    """A memory cgroup made for one server under the bench's own (so every limit above still
-    applies), or None where that is not allowed. v2: memory.current; v1: memory.usage_in_bytes
-    (user + kernel memory) + memory.kmem.tcp.usage_in_bytes (socket buffers, charged apart)."""
-
-    def __init__(self, path, files):
-        self.path, self.files = path, files
-
-    @staticmethod
-    def create(tag):
-        with open("/proc/self/cgroup") as f:
-            lines = [l.rstrip("\n").split(":", 2) for l in f]
-        v1 = [p for _, ctl, p in lines if "memory" in ctl.split(",")]
-        v2 = [p for hid, ctl, p in lines if hid == "0" and ctl == ""]
-        if v1 and os.path.isdir("/sys/fs/cgroup/memory"):
-            base = "/sys/fs/cgroup/memory" + v1[0]
-            files = ["memory.usage_in_bytes", "memory.kmem.tcp.usage_in_bytes"]
-        elif v2 and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            base = "/sys/fs/cgroup" + v2[0]
-            files = ["memory.current"]
-        else:
-            return None, "no memory cgroup"
-        path = os.path.join(base, f"sockpool-bench-{os.getpid()}-{tag}")
-        try:
-            os.mkdir(path)
-        except OSError as e:
-            return None, f"cannot create a child memory cgroup under {base}: {e.strerror}"
-        cg = ChildCgroup(path, [f for f in files if os.path.exists(os.path.join(path, f))])
-        if not cg.files:
-            cg.remove()
-            return None, f"{path} has no memory accounting"
-        return cg, None
-
-    def enter(self):
-        """preexec_fn: moves the forked child (the server to be) into the cgroup before exec,
-        so all it ever allocates is charged here."""
-        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-
-    def charge_kib(self):
-        total = 0
-        for name in self.files:
-            with open(os.path.join(self.path, name)) as f:
-                total += int(f.read())
-        return total / 1024
-
-    def remove(self):
-        for _ in range(50):  # the last task may take a moment to leave after exit
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
-        log(f"  could not remove {self.path}")
-
-
 def smaps_rollup_kib(pid):
     out = {"Rss": 0, "Pss": 0}
     try:
@@ -182,13 +124,13 @@ def mem_snapshot(pid, cg):
             pass  # a child that just exited
     snap["kstack"] = snap["threads"] * KSTACK_KIB
     snap["estimate"] = snap["pss"] + snap["kstack"] + snap["pte"]
-    snap["cgroup"] = cg.charge_kib() if cg else None
+    snap["cgroup"] = cg.read() / 1024 if cg else None
     return snap
 
 
 def memory(spec, size, n, use_cgroup=True):
     """Memory of a fresh instance idle, then holding n connections; figures in KiB."""
-    cg, why = ChildCgroup.create(spec.name) if use_cgroup else (None, "not asked")
+    cg, why = ChildCgroup.create("memory", spec.name) if use_cgroup else (None, "not asked")
     inst = Instance(spec, size)
     try:
         inst.start(preexec_fn=cg.enter if cg else None)

@@ -14,8 +14,11 @@ $(FAMILY_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
 .SECONDARY: $(BUILD)/tests/familyutil.o
 
 
-# The client's --udp (client/udp.c, libc only: it may come after the archives on the line).
+# The client's --udp (client/udp.c, libc only: it may come after the archives on the line),
+# unless client.mk archives it with the client's other modules.
+ifeq ($(filter client/udp.c,$(CLIENT_SRCS)),)
 $(CLIENT): $(BUILD)/client/udp.o
+endif
 
 EXAMPLES := upper udp_upper lines mux_count
 EXAMPLE_PROGS := $(EXAMPLES:%=$(BUILD)/examples/%)

@@ -4,7 +4,7 @@
 # suites link; main.c alone stays out of it.
 
 CLIENT_SRCS := client/histogram.c client/payload.c client/schedule.c client/connect.c \
-               client/sizes.c client/thresholds.c client/check.c \
+               client/sizes.c client/thresholds.c client/check.c client/udp.c \
                client/worker.c client/load.c client/report.c client/pipe.c \
                client/interactive.c
 CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)
@@ -22,8 +22,10 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $^
 
+# main.o and the archives only: every client module is in libclient.a, so an object another
+# fragment lists as a prerequisite (tests/family.mk names client/udp.o) would be linked twice.
 $(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ -lm -o $@
+	$(CC) $(ALL_LDFLAGS) $(BUILD)/client/main.o $(filter %.a,$^) -lm -o $@
 
 # The client's suites include the client's private headers.
 CLIENT_TEST_OBJS = $(patsubst %,$(BUILD)/tests/%.o,check_histogram check_payload \

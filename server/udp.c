@@ -103,12 +103,16 @@ static void send_batch(struct udp_worker *w, unsigned n)
     }
 }
 
+/* Batches taken per wake-up at most: under a flood the worker still goes back to epoll_wait,
+ * where it sees the stop pipe. */
+#define MAX_ROUNDS 64
+
 /* Take what is waiting, in batches, and answer it. Returns the datagrams taken. */
 static unsigned serve_batches(struct udp_worker *w)
 {
     unsigned total = 0;
 
-    for (;;) {
+    for (int round = 0; round < MAX_ROUNDS; round++) {
         for (unsigned i = 0; i < BATCH; i++) {
             w->iov[i] = (struct iovec){w->bufs + (size_t)i * SP_DGRAM_MAX, SP_DGRAM_MAX};
             w->in[i].msg_hdr = (struct msghdr){.msg_name = &w->peer[i],
@@ -134,8 +138,9 @@ static unsigned serve_batches(struct udp_worker *w)
         send_batch(w, k);
         total += (unsigned)got;
         if (got < BATCH)
-            return total;
+            break;
     }
+    return total;
 }
 
 static void *worker_main(void *arg)

@@ -8,12 +8,15 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "familyutil.h"
@@ -196,6 +199,48 @@ START_TEST(burst_answered)
     fu_stop(&u.f, 5000, &st);
     ck_assert_uint_eq(st.datagrams_in, 100);
     ck_assert_uint_eq(st.datagrams_out, 100);
+}
+END_TEST
+
+struct flood {
+    const struct udp_srv *u;
+    atomic_bool stop;
+};
+
+/* Send small datagrams as fast as the socket takes them, never reading, for 10 s at most. */
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    uint64_t end = (uint64_t)time(NULL) + 10;
+
+    while (fd >= 0 && !atomic_load(&f->stop) && (uint64_t)time(NULL) < end)
+        (void)sendto(fd, "flood", 5, MSG_DONTWAIT, (const struct sockaddr *)&f->u->addr, f->u->len);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* Shutdown under a flood that keeps every batch full: the workers still stop promptly. */
+START_TEST(shutdown_under_flood)
+{
+    struct udp_srv u;
+    struct sp_config c;
+    struct flood fl = {.u = &u};
+    pthread_t thr[2];
+
+    udp_config(&c);
+    c.workers = 1;
+    udp_start(&u, &c, FU_TCP4);
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&thr[k], NULL, flood_main, &fl), 0);
+    FU_WAIT_STAT(&u.f, datagrams_in, 20000);
+    sp_server_shutdown(u.f.s);
+    fu_join(&u.f, 3000);
+    atomic_store(&fl.stop, true);
+    for (int k = 0; k < 2; k++)
+        pthread_join(thr[k], NULL);
+    sp_server_free(u.f.s);
 }
 END_TEST
 
@@ -383,6 +428,7 @@ static Suite *udp_suite(void)
     tcase_add_test(t, largest_v6);
     tcase_add_test(t, many_senders);
     tcase_add_test(t, burst_answered);
+    tcase_add_test(t, shutdown_under_flood);
     tcase_add_test(t, custom_handler_and_no_reply);
     tcase_add_test(t, allow_list_refuses);
     tcase_add_test(t, handle_request_one_datagram);

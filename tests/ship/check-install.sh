@@ -1,6 +1,7 @@
 #!/bin/sh
-# check-install.sh BUILD - install into temporary DESTDIRs as a packager would (PREFIX=/usr)
-# and as a user would (the default /usr/local); check the layout; build a program against the
+# check-install.sh BUILD - install into temporary DESTDIRs as a packager would (PREFIX=/usr),
+# as a user would (the default /usr/local) and with BINDIR, LIBDIR, INCDIR, MANDIR, UNITDIR
+# each moved; check the layout; build a program against the
 # installed tree through pkg-config, shared and static, and run both; build examples/ the same
 # way when it exists; uninstall and check that nothing is left. Exit 1 on the first failure.
 set -eu
@@ -14,15 +15,16 @@ UCFLAGS="-std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -pedantic -Werror -O1"
 
 fail() { echo "check-install: $*" >&2; exit 1; }
 
-# check_layout DEST PREFIX LIBDIR UNITDIR: every file where it belongs, with its mode.
+# check_layout DEST PREFIX LIBDIR UNITDIR [BINDIR INCDIR MANDIR]: every file where it
+# belongs, with its mode.
 check_layout() {
-    d=$1 p=$2 l=$3 u=$4
-    for f in $p/bin/sockpool-server $p/bin/sockpool-client; do
+    d=$1 p=$2 l=$3 u=$4 b=${5:-$2/bin} i=${6:-$2/include} m=${7:-$2/share/man}
+    for f in $b/sockpool-server $b/sockpool-client; do
         [ -x "$d$f" ] || fail "$f missing or not executable"
     done
-    for f in $l/libsockpool.a $l/libsockpool.so.$version $p/include/sockpool.h \
-             $l/pkgconfig/sockpool.pc $p/share/man/man1/sockpool-server.1 \
-             $p/share/man/man1/sockpool-client.1 $p/share/man/man3/libsockpool.3 \
+    for f in $l/libsockpool.a $l/libsockpool.so.$version $i/sockpool.h \
+             $l/pkgconfig/sockpool.pc $m/man1/sockpool-server.1 \
+             $m/man1/sockpool-client.1 $m/man3/libsockpool.3 \
              $u/sockpool.service $p/share/doc/sockpool/LICENSE \
              $p/share/doc/sockpool/examples/haproxy.cfg; do
         [ -f "$d$f" ] || fail "$f missing"
@@ -32,8 +34,8 @@ check_layout() {
         fail "$l/libsockpool.so.$major is not a link to libsockpool.so.$version"
     [ "$(readlink "$d$l/libsockpool.so")" = "libsockpool.so.$major" ] ||
         fail "$l/libsockpool.so is not a link to libsockpool.so.$major"
-    grep -qx "ExecStart=$p/bin/sockpool-server \$SOCKPOOL_OPTS" "$d$u/sockpool.service" ||
-        fail "the unit does not start $p/bin/sockpool-server"
+    grep -qx "ExecStart=$b/sockpool-server \$SOCKPOOL_OPTS" "$d$u/sockpool.service" ||
+        fail "the unit does not start $b/sockpool-server"
 }
 
 # build_and_run DEST LIBDIR SRC NAME [run]: compile SRC shared and static through pkg-config.
@@ -91,4 +93,16 @@ make --no-print-directory -s uninstall BUILD="$build" DESTDIR="$d" \
     LIBDIR=/usr/local/lib/x86_64-linux-gnu >/dev/null
 left=$(find "$d" ! -type d | sed "s|^$d||")
 [ -z "$left" ] || fail "uninstall left: $left"
-echo "check-install: PREFIX=/usr and /usr/local layouts, pkg-config shared and static: ok"
+# 3. Every directory moved on its own.
+d="$tmp/moved"
+set -- BINDIR=/opt/sp/sbin INCDIR=/opt/sp/inc MANDIR=/opt/sp/man LIBDIR=/opt/sp/lib64 \
+    UNITDIR=/etc/systemd/system PREFIX=/opt/sp
+make --no-print-directory -s install BUILD="$build" DESTDIR="$d" "$@" >/dev/null
+check_layout "$d" /opt/sp /opt/sp/lib64 /etc/systemd/system /opt/sp/sbin /opt/sp/inc /opt/sp/man
+grep -qx 'includedir=/opt/sp/inc' "$d/opt/sp/lib64/pkgconfig/sockpool.pc" || fail "pc: includedir"
+build_and_run "$d" /opt/sp/lib64 "$here/ship_hello.c" ship_hello_moved run
+make --no-print-directory -s uninstall BUILD="$build" DESTDIR="$d" "$@" >/dev/null
+left=$(find "$d" ! -type d | sed "s|^$d||")
+[ -z "$left" ] || fail "uninstall left: $left"
+echo "check-install: PREFIX=/usr, /usr/local and every directory moved; pkg-config shared and" \
+     "static: ok"

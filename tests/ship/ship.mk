@@ -13,7 +13,7 @@
 ship-test: check-symbols check-install check-man check-unit check-e2e check-reuseport
 
 check-symbols: $(LIB) $(SOLIB)
-	tests/ship/check-symbols.sh $(LIB) $(SOLIB)
+	tests/ship/check-symbols.sh $(LIB) $(SOLIB) $(BUILD)/pic
 
 # Installs into temporary DESTDIRs only; builds and runs tests/ship/ship_hello.c against them.
 check-install: all man

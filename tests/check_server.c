@@ -1231,11 +1231,7 @@ static void add_mode(Suite *s, enum sp_mode mode)
     tcase_add_test(load, queue_full_reject);
     tcase_add_test(load, queue_full_block);
     tcase_add_test(load, idle_timeout_frees_worker);
-    /* NOTE: open mux bug (reported): a peer that sends and never reads is never cut by the
-     * send timeout in mux mode. Run it with SOCKPOOL_MUX_PENDING=1; it joins the matrix
-     * unconditionally once fixed. */
-    if (mode == SP_MODE_POOL || getenv("SOCKPOOL_MUX_PENDING") != NULL)
-        tcase_add_test(load, send_timeout_frees_worker);
+    tcase_add_test(load, send_timeout_frees_worker);
     /* Blocking handlers run in the pool only; the mux form has its own case. */
     tcase_add_test(api, mode == SP_MODE_MUX ? mux_custom_handler : custom_handler);
     tcase_add_test(api, handle_request_once);

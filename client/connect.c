@@ -267,13 +267,18 @@ void connect_expired(struct worker *w, struct conn *c, uint64_t now)
     connect_failed(w, c, ETIMEDOUT, now);
 }
 
-void connect_event(struct worker *w, struct conn *c, uint64_t now)
+void connect_event(struct worker *w, struct conn *c, uint32_t events, uint64_t now)
 {
     int soerr = 0;
     socklen_t len = sizeof(soerr);
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+    /* Writable without an error: established (no getsockopt needed, one syscall fewer per
+     * connection, which crr pays per message). */
+    if ((events & (EPOLLERR | EPOLLHUP)) != 0 &&
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
         soerr = errno;
+    if ((events & (EPOLLERR | EPOLLHUP)) != 0 && soerr == 0)
+        soerr = ECONNREFUSED; /* a hang-up without a reason: nobody took the connection */
     if (soerr == 0)
         connect_opened(w, c, now);
     else
@@ -300,9 +305,9 @@ int connect_all(struct worker *w)
             if (c == NULL)
                 return -ECANCELED;
             if (c->state == C_CONNECTING)
-                connect_event(w, c, now);
-            else if (c->state == C_OPEN) /* established, since closed or reset by the server */
-                conn_idle_event(w, c);
+                connect_event(w, c, evs[i].events, now);
+            else if (c->state == C_OPEN && (evs[i].events & (EPOLLIN | CONN_HUP)))
+                conn_idle_event(w, c); /* established, since closed or reset by the server */
         }
         while (sched_peek(&w->sched, &e) && e.due_ns <= now) {
             struct conn *c = &w->conns[e.id];

@@ -24,12 +24,13 @@
 /* At the end, how long the replies in flight and the server's closes are waited for. */
 #define DRAIN_NS 1000000000ull
 
-/* The events an open connection is registered for. Edge-triggered: a reply is read once, to a
- * short read, and the event is not queued again (level-triggered epoll polls every reported
- * socket a second time, at the next wait, only to drop it). A short read does not show a FIN
- * that came with the data, and no later edge would: EPOLLRDHUP does, and then the socket is
- * read to its end. */
-#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+/* The events an open connection is registered for, once, for its whole life. Edge-triggered: a
+ * reply is read once, to a short read, and the event is not queued again (level-triggered
+ * epoll polls every reported socket a second time, at the next wait, only to drop it). A short
+ * read does not show a FIN that came with the data, and no later edge would: EPOLLRDHUP does,
+ * and then the socket is read to its end. EPOLLOUT fires only when a full send buffer has room
+ * again, so it never needs to be switched on and off. */
+#define CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 /* The events after which a socket must be read until EOF or EAGAIN. */
 #define CONN_HUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 
@@ -63,7 +64,6 @@ struct conn {
     uint8_t state;
     uint8_t attempts; /* connect attempts of the current establishment */
     bool in_epoll;
-    bool pollout;      /* EPOLLOUT registered: a send was cut short */
     bool ever_open;    /* established at least once */
     bool broken;       /* lost after being open: the next establishment replaces it */
     bool counted;      /* rr/crr: the message in flight was started in the measured run */
@@ -140,7 +140,7 @@ int connect_all(struct worker *w);
 void connect_attempt(struct worker *w, struct conn *c, uint64_t now);
 
 /* An event on a connecting c: the handshake finished one way or the other. */
-void connect_event(struct worker *w, struct conn *c, uint64_t now);
+void connect_event(struct worker *w, struct conn *c, uint32_t events, uint64_t now);
 
 /* c's connect attempt reached its deadline. */
 void connect_expired(struct worker *w, struct conn *c, uint64_t now);

@@ -32,7 +32,7 @@ void conn_close(struct worker *w, struct conn *c, enum conn_state final)
     if (c->fd >= 0)
         close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
-    c->in_epoll = c->pollout = false;
+    c->in_epoll = false;
     sched_del(&w->sched, c->id);
     conn_set_state(w, c, final);
 }
@@ -48,21 +48,9 @@ void worker_count_errno(struct worker *w, int e)
     engine_bump(&w->live_errors, 1);
 }
 
-/* Register or drop EPOLLOUT; only called when a send was cut short or has caught up. */
-static int want_out(struct worker *w, struct conn *c, bool on)
-{
-    struct epoll_event ev = {.events = CONN_EVENTS | (on ? EPOLLOUT : 0), .data.ptr = c};
-
-    if (c->pollout == on)
-        return 0;
-    if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-        return -errno;
-    c->pollout = on;
-    return 0;
-}
-
 /* Send from the payload stream until c->limit, or until the socket buffer is full, or until
- * the stream window is full. Returns 0 or -errno. */
+ * the stream window is full. Returns 0 or -errno. A full buffer needs no epoll_ctl: EPOLLOUT
+ * stays registered, and edge-triggered it fires only once a full buffer has room again. */
 static int conn_send(struct worker *w, struct conn *c, uint64_t window)
 {
     while (c->sent < c->limit && c->sent - c->recvd < window) {
@@ -79,9 +67,9 @@ static int conn_send(struct worker *w, struct conn *c, uint64_t window)
             c->src_off = payload_advance(c->src_off, (size_t)r);
         }
         if (r < 0 || (uint64_t)r < n) /* the buffer is full: saves a send that would fail */
-            return want_out(w, c, true);
+            return 0;
     }
-    return want_out(w, c, false);
+    return 0;
 }
 
 /* Whether the thread may start one more message (-n counts the measured ones). */
@@ -377,7 +365,7 @@ static void data_event(struct worker *w, struct conn *c, uint32_t events, uint64
 static void conn_event(struct worker *w, struct conn *c, uint32_t events, uint64_t now)
 {
     switch (c->state) {
-    case C_CONNECTING: connect_event(w, c, now); break;
+    case C_CONNECTING: connect_event(w, c, events, now); break;
     case C_OPEN: data_event(w, c, events, now); break;
     case C_DRAINING: drain_event(w, c, (events & CONN_HUP) != 0); break;
     default: break; /* a stale event of a closed connection */

@@ -201,9 +201,9 @@ struct cli {
     struct load_opts o;
     enum command cmd;
     bool window_set, port_set, host_port, raw;
-    const char *sizes; /* -s as given */
-    double timeout;    /* check */
-    char host[128];    /* -H without its port */
+    const char *sizes;    /* -s as given */
+    double timeout;       /* check */
+    char host[128];       /* -H without its port */
     bool udp;             /* --udp: datagrams (udp.c) */
     double reply_timeout; /* --reply-timeout for --udp */
 };

@@ -65,6 +65,32 @@ build_and_run() {
     echo "check-install: static: $out"
 }
 
+# run_example DEST LIBDIR BINDIR NAME: start examples/upper as built (NAME-shared, NAME-static)
+# on a free port, talk to it with the installed sockpool-client, stop it with SIGTERM.
+run_example() {
+    d=$1 l=$2 b=$3 name=$4
+    for kind in shared static; do
+        out=$tmp/$name-$kind.out
+        LD_LIBRARY_PATH="$d$l" "$tmp/$name-$kind" 0 > "$out" 2>&1 &
+        pid=$!
+        port=""
+        for _ in $(seq 500); do # up to 5 s for its "listening on port N" line
+            port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$out")
+            [ -n "$port" ] && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.01
+        done
+        [ -n "$port" ] || { kill "$pid" 2>/dev/null; fail "$name-$kind did not start: $(cat "$out")"; }
+        got=$(echo "hello from the installed tree" |
+              LD_LIBRARY_PATH="$d$l" timeout 10 "$d$b/sockpool-client" -p "$port") ||
+            { kill "$pid"; fail "the installed sockpool-client could not talk to $name-$kind"; }
+        kill -TERM "$pid"
+        wait "$pid" || fail "$name-$kind did not exit 0 after SIGTERM"
+        [ "$got" = "HELLO FROM THE INSTALLED TREE" ] || fail "$name-$kind answered '$got'"
+        echo "check-install: examples/$name.c ($kind) answered the installed client: $got"
+    done
+}
+
 version=$(sed -n 's/^#define SP_VERSION "\([^"]*\)".*/\1/p' "$here/../../server/sockpool.h")
 major=${version%%.*}
 
@@ -79,6 +105,9 @@ for ex in "$here"/../../examples/*.c; do
     build_and_run "$d" /usr/lib "$ex" "$(basename "$ex" .c)"
     echo "check-install: built $(basename "$ex") shared and static"
 done
+if [ -f "$here/../../examples/upper.c" ]; then
+    run_example "$d" /usr/lib /usr/bin upper
+fi
 make --no-print-directory -s uninstall BUILD="$build" PREFIX=/usr DESTDIR="$d" >/dev/null
 left=$(find "$d" ! -type d | sed "s|^$d||")
 [ -z "$left" ] || fail "uninstall left: $left"

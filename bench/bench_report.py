@@ -21,6 +21,11 @@ def fmt(v, nd=1):
     return f"{v:,}"
 
 
+def nd(v):
+    """Decimals for a figure in a goal: none for thousands (msgs/s), two for small ones."""
+    return 0 if abs(v) >= 1000 else 2
+
+
 def get(res, server, case, key):
     return (res.get(server, {}).get(case) or {}).get(key)
 
@@ -33,7 +38,7 @@ def goal(text, case, a, b, rule, limit, how=None):
     ratio = a / b if ok else None
     met = None if ratio is None else (ratio <= limit if rule == "<=" else ratio >= limit)
     return {"goal": text, "case": case, "rule": rule, "limit": limit, "value": ratio,
-            "how": how or (f"{fmt(a, 2)} / {fmt(b, 2)}" if ok else "not measured"),
+            "how": how or (f"{fmt(a, nd(a))} / {fmt(b, nd(b))}" if ok else "not measured"),
             "met": met}
 
 
@@ -286,11 +291,13 @@ set multiplot layout 1,{len(lat)} title 'latency percentiles, rr 64 B (lower is 
 set xlabel ''
 set ylabel 'us'
 set logscale y
+set format y '%.0f'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key inside top left
 {panels}unset multiplot
+set format y '% h'
 """
 
 

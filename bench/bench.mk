@@ -15,12 +15,15 @@ BENCH_BASE    := $(BUILD)/baseline/build/sockpool-server
 $(BENCH_STARTUP): $(BUILD)/bench/startup_time.o
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
 
-# The baseline is rebuilt on every run that asks for one: REV may name a moving branch.
+# The baseline is rebuilt on every run that asks for one (REV may name a moving branch), with
+# this build's compiler flags, hardening included, so that only the code differs.
 .PHONY: bench bench-baseline
 bench-baseline:
 	rm -rf $(BUILD)/baseline && mkdir -p $(BUILD)/baseline/src
 	git archive --format=tar $(BASELINE) | tar -x -C $(BUILD)/baseline/src
 	$(MAKE) --no-print-directory -C $(BUILD)/baseline/src CI= \
+	  CFLAGS="$(HARDEN_CFLAGS) $(HARDEN_PIE) $(CFLAGS)" \
+	  LDFLAGS="$(HARDEN_LDFLAGS) $(HARDEN_PIELINK) $(LDFLAGS)" \
 	  BUILD=$(abspath $(BUILD))/baseline/build $(abspath $(BENCH_BASE))
 
 bench: all $(SERVER) $(CLIENT) peers $(BENCH_STARTUP) $(if $(BASELINE),bench-baseline)

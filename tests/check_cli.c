@@ -353,8 +353,10 @@ static void abandon(uint16_t port)
 
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
     cp.client = ntohs(local.sin_port);
+    uint64_t deadline = clock_now_ns() + 4 * NS_PER_SEC; /* enough unread data by then */
+
     memset(chunk, 'p', sizeof(chunk));
-    for (int step = 0; step < 512; step++) { /* 32 MiB at most */
+    for (int step = 0; step < 512 && clock_now_ns() < deadline; step++) { /* 32 MiB at most */
         tu_send(fd, chunk, sizeof(chunk));   /* never blocks: the last step was acked */
         if (!tu_wait_for(all_acked, &fd, 1000))
             break; /* the server's window is full: it stopped reading long ago */

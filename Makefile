@@ -100,8 +100,10 @@ $(COMMON_LIB): $(COMMON_OBJS)
 
 # The installed archive holds one relocatable object in which every hidden name has been made
 # local: a program linking it statically sees only sp_* (no clash with its own queue_push).
+# With GCC's -flto the partial link must produce machine code, or there is nothing to localize.
+LTO_REL = $(if $(findstring -flto,$(CFLAGS)),$(if $(findstring clang,$(CC)),,-flinker-output=nolto-rel))
 $(LIB): $(PIC_OBJS)
-	$(CC) -r -nostdlib $^ -o $(BUILD)/pic/sockpool.o
+	$(CC) $(CFLAGS) -r -nostdlib $(LTO_REL) $^ -o $(BUILD)/pic/sockpool.o
 	objcopy --localize-hidden $(BUILD)/pic/sockpool.o
 	rm -f $@ && $(AR) rcs $@ $(BUILD)/pic/sockpool.o
 

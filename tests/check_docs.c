@@ -240,8 +240,9 @@ static void scan_file(const char *path)
             if (!in_c)
                 have_marker = false;
         } else if (!in_other && line[strspn(line, " \t\r\n")] != '\0') {
-            const char *m = strstr(line, "<!-- doc-test:");
-            have_marker = m != NULL;
+            /* Only a comment that opens the line: a page may quote the syntax in a table. */
+            const char *m = line + strspn(line, " \t");
+            have_marker = strncmp(m, "<!-- doc-test:", 14) == 0;
             if (have_marker)
                 snprintf(marker, sizeof(marker), "%s", m + strlen("<!-- doc-test:"));
         }

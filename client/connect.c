@@ -172,7 +172,9 @@ static int attempt_socket(struct worker *w)
 
     if (fd < 0)
         return -errno;
-    if ((rc = net_set_nodelay(fd)) < 0 || (o->nsources > 0 && (rc = bind_source(w, fd)) < 0)) {
+    /* A Unix socket has no Nagle to turn off. */
+    if ((o->addr.ss_family != AF_UNIX && (rc = net_set_nodelay(fd)) < 0) ||
+        (o->nsources > 0 && (rc = bind_source(w, fd)) < 0)) {
         close(fd);
         return rc;
     }

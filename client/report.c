@@ -2,6 +2,7 @@
  * lines of the time series. The JSON schema is fixed (docs/client.md): every key is always
  * present, null where it does not apply. Latencies are printed in ASCII units: us, ms, s. */
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "load.h"
 
@@ -40,7 +41,10 @@ static void human_params(FILE *f, const struct load_opts *o)
         fprintf(f, "%g s", o->duration);
     else
         fprintf(f, "%llu messages", (unsigned long long)o->messages);
-    fprintf(f, ", to %s:%u\n", o->host, o->port);
+    if (o->addr.ss_family == AF_UNIX)
+        fprintf(f, ", to %s\n", o->host);
+    else
+        fprintf(f, ", to %s:%u\n", o->host, o->port);
     if (o->warmup > 0 || o->ramp > 0)
         fprintf(f, "  warm-up      %g s (not counted), connections opened over %g s\n", o->warmup,
                 o->ramp);
@@ -139,12 +143,29 @@ static void num(FILE *f, const char *key, bool present, double v, const char *se
         fprintf(f, "\"%s\":null%s", key, sep);
 }
 
+/* s as a JSON string: quotes, backslashes and control bytes escaped. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 static void json_params(FILE *f, const struct load_opts *o)
 {
-    /* The host is a numeric address or "localhost" (parse_addr accepts nothing else), so it
-     * needs no escaping; so are the sizes. */
-    fprintf(f, "\"params\":{\"host\":\"%s\",\"port\":%u,\"mode\":\"%s\",\"size\":%zu,\"sizes\":\"",
-            o->host, o->port, mode_name(o->mode), o->size);
+    /* A numeric address or "localhost" needs no escaping, but a unix:PATH may hold anything;
+     * the sizes are digits and punctuation. */
+    fprintf(f, "\"params\":{\"host\":");
+    json_string(f, o->host);
+    fprintf(f, ",\"port\":%u,\"mode\":\"%s\",\"size\":%zu,\"sizes\":\"", o->port,
+            mode_name(o->mode), o->size);
     sizes_print(f, &o->sizes);
     fprintf(f, "\",\"conns\":%u,\"threads\":%u,", o->conns, o->threads);
     num(f, "duration_s", o->duration > 0, o->duration, ",");

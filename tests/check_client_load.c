@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -696,6 +697,49 @@ START_TEST(host_port_in_one)
 }
 END_TEST
 
+static const char *unix_path;
+
+static bool socket_file_exists(void *arg)
+{
+    (void)arg;
+    return access(unix_path, F_OK) == 0;
+}
+
+/* load over a Unix socket, rr and crr (no TCP_NODELAY there), the path named as given. The
+ * server writes no port file for a Unix socket: the test waits for the socket file. */
+START_TEST(load_over_unix_socket)
+{
+    char dir[] = "/tmp/sockpool-unix-XXXXXX", path[128], bind[160];
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/s\"q.sock", dir);
+    snprintf(bind, sizeof(bind), "unix:%s", path);
+    unix_path = path;
+    const char *const srv[] = {tu_server_path(), "-b", bind, "--quiet", NULL};
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaks no server */
+        execv(srv[0], (char *const *)srv);
+        _exit(127);
+    }
+    ck_assert_msg(tu_wait_for(socket_file_exists, NULL, 10000), "no %s", path);
+    const char *const args[] = {
+        "load",   "-H", bind, "-c", "2", "-s", "64", "-n", "200", "--mode", _i ? "crr" : "rr",
+        "--json", "-",  NULL};
+    struct result *r = run(args);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    const char *j = last_json(r->out);
+    ck_assert_msg(r->status == 0 && jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
+    ck_assert(jres(j, "messages") == 200);
+    ck_assert_msg(strstr(j, "\"host\":\"unix:") && strstr(j, "s\\\"q.sock\""), "%s", j);
+    unlink(path);
+    rmdir(dir);
+    free(r);
+}
+END_TEST
+
 /* ---- crr, reconnect ---- */
 
 /* crr: one connection per message, every one counted by the server; on loopback the sources
@@ -913,6 +957,7 @@ static Suite *client_load_suite(void)
     tcase_add_test(one, check_command);
     tcase_add_test(one, raw_pipe);
     tcase_add_test(one, host_port_in_one);
+    tcase_add_loop_test(one, load_over_unix_socket, 0, 2);
     suite_add_tcase(s, one);
     tcase_set_timeout(conn, 90);
     tcase_add_test(conn, crr_connects_counted);

@@ -4,7 +4,7 @@
  *
  * Properties: exit 0 (help/version), exit 2 (bad usage), or options a load run can use
  * (connections, size, a duration or a count, threads within 1..connections, a valid
- * address); never a crash, never another exit code.
+ * address: IPv4, IPv6 or unix:PATH); never a crash, never another exit code.
  *
  * Input: the arguments, separated by NUL bytes. */
 #include "fuzz.h"
@@ -21,7 +21,8 @@ static void check_cli(const struct cli *x)
 {
     const struct load_opts *o = &x->o;
 
-    FUZZ_CHECK(o->addrlen > 0 && (o->addr.ss_family == AF_INET || o->addr.ss_family == AF_INET6),
+    FUZZ_CHECK(o->addrlen > 0 && (o->addr.ss_family == AF_INET || o->addr.ss_family == AF_INET6 ||
+                                  o->addr.ss_family == AF_UNIX),
                "no usable address");
     if (x->cmd != CMD_LOAD)
         return;

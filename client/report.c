@@ -36,7 +36,8 @@ static void human_params(FILE *f, const struct load_opts *o)
         fprintf(f, "message sizes ");
         sizes_print(f, &o->sizes);
     }
-    fprintf(f, ", %u connections on %u threads, ", o->conns, o->threads);
+    fprintf(f, ", %u connection%s on %u thread%s, ", o->conns, o->conns == 1 ? "" : "s", o->threads,
+            o->threads == 1 ? "" : "s");
     if (o->duration > 0)
         fprintf(f, "%g s", o->duration);
     else

@@ -6,7 +6,8 @@ a datagram socket in a temporary directory, then checks: READY=1 arrives once th
 exists; /metrics parses with prometheus_client's own text parser (python3-prometheus-client),
 every family has HELP and TYPE, and the counters match the exchanges made; a scraper that
 connects and says nothing does not stop another scrape; SIGTERM with a connection still open
-sends STOPPING=1 and turns /healthz to 503 while the drain runs; the server exits 0.
+sends STOPPING=1 and turns /healthz to 503 while the drain runs; the server exits 0. In
+--mode fork, a child serving a connection does not hold the metrics listener.
 Every wait is bounded; exit 1 with the reason on the first failure.
 """
 import os
@@ -117,13 +118,72 @@ def check_metrics(mport, port, n):
           f"completed {done:.0f}, bytes out {sent:.0f}")
 
 
-def start(server, tmp, notify_path):
-    port_file = os.path.join(tmp, "port")
+def listen_inode(port):
+    """The inode of the loopback TCP socket listening on port, from /proc/net/tcp."""
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        f = line.split()
+        if f[3] == "0A" and int(f[1].split(":")[1], 16) == port:
+            return f[9]
+    fail(f"no socket listens on port {port}")
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link[8:-1])
+    return out
+
+
+def children(pid):
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        kids += open(f"/proc/{pid}/task/{tid}/children").read().split()
+    return kids
+
+
+def check_fork_children(server, tmp):
+    """--mode fork: a child serving a connection does not hold the metrics listener (fork.c
+    closes every inherited descriptor but its connection's), so a restart after a crash finds
+    the metrics port free even while children drain."""
+    proc, port, mport, _ = start(server, tmp, "", ["--mode", "fork"])
+    try:
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        held.sendall(b"f")
+        if held.recv(1) != b"F":
+            fail("fork mode: no answer")
+        inode = listen_inode(mport)
+        if inode not in socket_inodes(proc.pid):
+            fail("the server itself does not hold its metrics listener (the check is wrong)")
+        kids = wait_for(lambda: children(proc.pid), "forked child")
+        leaked = [k for k in kids if inode in socket_inodes(k)]
+        if leaked:
+            fail(f"forked children {leaked} hold the metrics listener")
+        print(f"check-e2e: --mode fork: {len(kids)} child serving, without the metrics listener")
+        held.close()
+        proc.send_signal(signal.SIGTERM)
+        if proc.wait(timeout=15) != 0:
+            fail("fork mode: the server did not exit 0")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def start(server, tmp, notify_path, extra=()):
+    tag = "fork" if extra else "main"
+    port_file = os.path.join(tmp, f"port.{tag}")
     env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+    if not notify_path:
+        del env["NOTIFY_SOCKET"]
     env.pop("JOURNAL_STREAM", None)
-    errlog = open(os.path.join(tmp, "stderr"), "w+")
+    errlog = open(os.path.join(tmp, f"stderr.{tag}"), "w+")
     proc = subprocess.Popen([server, "-p", "0", "--port-file", port_file, "-w", "4",
-                             "--drain-timeout", "10", "--metrics", "127.0.0.1:0"],
+                             "--drain-timeout", "10", "--metrics", "127.0.0.1:0", *extra],
                             env=env, stderr=errlog, stdin=subprocess.DEVNULL)
 
     def metrics_port():
@@ -177,6 +237,8 @@ def main():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if "fork" in subprocess.run([server, "--help"], capture_output=True, text=True).stdout:
+            check_fork_children(server, tmp)
 
 
 if __name__ == "__main__":

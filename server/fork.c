@@ -7,7 +7,9 @@
  * pid (never waitpid(-1), which would steal the program's other children), so no zombie
  * outlives the dispatcher's next wake-up. Counters stay right across processes: the child
  * counts bytes into the shared mapping behind s->bytes, and its outcome travels in its exit
- * status. The drain deadline SIGKILLs the children still running. */
+ * status. The drain deadline SIGKILLs the children still running, and so does max_conn_time
+ * (counted as conn_timeouts). NOTE: min_rate is not enforced in this mode: a child's bytes
+ * share a counter slot with others', so the parent cannot see one connection's rate. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "internal.h"
 
 #define MAX_EVENTS 64
@@ -27,6 +30,8 @@
 struct child {
     pid_t pid; /* 0: slot free */
     int pidfd;
+    uint64_t accepted_ns;         /* for max_conn_time */
+    bool timed_out;               /* sent SIGKILL at max_conn_time */
     struct sockaddr_storage peer; /* for the parent's handle_error line */
 };
 
@@ -149,6 +154,8 @@ static void spawn(struct forker *f, const struct conn *c)
     }
     k->pid = pid;
     k->pidfd = pidfd;
+    k->accepted_ns = c->accepted_ns;
+    k->timed_out = false;
     k->peer = c->addr;
     f->running++;
 }
@@ -170,7 +177,9 @@ static void reap(struct forker *f, unsigned idx)
     rc = r < 0 ? 0 : status_outcome(status);
     (void)epoll_ctl(f->epfd, EPOLL_CTL_DEL, k->pidfd, NULL);
     close(k->pidfd);
-    bool forced = f->killed && r > 0 && WIFSIGNALED(status);
+    bool forced = f->killed && !k->timed_out && r > 0 && WIFSIGNALED(status);
+    if (k->timed_out && r > 0 && WIFSIGNALED(status))
+        rc = SP_ERR_CONN_TIME;
     if (!forced && s->cfg.handle_error == NULL && rc != 0 && rc != SP_ERR_IDLE_TIMEOUT &&
         rc != SP_ERR_SEND_TIMEOUT && rc != SP_ERR_SLOW_PEER && rc != SP_ERR_CONN_TIME &&
         rc != -ECONNRESET && rc != -EPIPE)
@@ -211,6 +220,29 @@ static bool take_queued(struct forker *f)
     return rc != -EPIPE;
 }
 
+/* max_conn_time: SIGKILL the children past it (the kernel then closes their connections);
+ * returns the milliseconds until the next one is due, -1 for none. */
+static int expire(struct forker *f)
+{
+    uint64_t limit = (uint64_t)(f->s->cfg.max_conn_time * 1e9), now, next = UINT64_MAX;
+
+    if (limit == 0 || f->running == 0)
+        return -1;
+    now = clock_now_ns();
+    for (unsigned i = 0; i < f->hwm; i++) {
+        struct child *k = &f->kids[i];
+        if (k->pid <= 0 || k->timed_out)
+            continue;
+        if (now - k->accepted_ns >= limit) {
+            (void)kill(k->pid, SIGKILL); /* not reaped yet: the pid is still ours */
+            k->timed_out = true;
+        } else if (k->accepted_ns + limit < next) {
+            next = k->accepted_ns + limit;
+        }
+    }
+    return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000u) + 1;
+}
+
 static void *dispatcher_main(void *arg)
 {
     struct forker *f = arg;
@@ -224,7 +256,7 @@ static void *dispatcher_main(void *arg)
             open = take_queued(f);
         if (!open && f->running == 0)
             break;
-        int n = epoll_wait(f->epfd, evs, MAX_EVENTS, -1);
+        int n = epoll_wait(f->epfd, evs, MAX_EVENTS, expire(f));
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == EVENT_TAG) {
                 uint64_t v;

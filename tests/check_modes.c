@@ -401,6 +401,30 @@ START_TEST(fork_counters_cross_processes)
 }
 END_TEST
 
+/* max_conn_time in fork mode: the parent ends the child at the limit, counted
+ * conn_timeouts; a connection that came later is served on. */
+START_TEST(fork_max_conn_time)
+{
+    struct fu_server f;
+    struct sp_config c;
+    struct sp_stats st;
+    int fd;
+
+    fu_config(&c, SP_MODE_FORK);
+    c.max_conn_time = 0.3;
+    fu_start(&f, &c, FU_TCP4);
+    fd = fu_connect(&f);
+    fu_exchange(fd, "busy but too long");
+    tu_expect_eof(fd, 3000);
+    close(fd);
+    FU_WAIT_STAT(&f, conn_timeouts, 1);
+    fu_stop(&f, 5000, &st);
+    ck_assert_uint_eq(st.conn_timeouts, 1);
+    ck_assert_uint_eq(st.idle_timeouts, 0);
+    ck_assert_uint_eq(st.errors, 0);
+}
+END_TEST
+
 static bool refused_now(void *arg)
 {
     const struct fu_server *f = arg;
@@ -459,6 +483,7 @@ static Suite *modes_suite(void)
     tcase_add_loop_test(life, binary_modes_exit_zero, 0, 4);
     tcase_add_test(life, fork_counters_cross_processes);
     tcase_add_test(life, fork_child_holds_no_listener);
+    tcase_add_test(life, fork_max_conn_time);
     suite_add_tcase(s, life);
     return s;
 }

@@ -1,5 +1,5 @@
 # bench/bench.mk - make bench (included by the top-level Makefile). docs/bench.md says more.
-#   make bench             every server and case side by side (~9 min): table on stdout,
+#   make bench             every server and case side by side (~10 min): table on stdout,
 #                          $(BUILD)/bench/latest.{md,json} and plots (*.png) beside them
 #   make bench REFRESH=1   the same run, written to bench/results/ (the committed results)
 #   make bench QUICK=1     the smoke test (under a minute): short runs, every server must

@@ -8,20 +8,22 @@
  * outlives the dispatcher's next wake-up. Counters stay right across processes: the child
  * counts bytes into the shared mapping behind s->bytes, and its outcome travels in its exit
  * status. The drain deadline SIGKILLs the children still running, and so does max_conn_time
- * (counted as conn_timeouts). NOTE: min_rate is not enforced in this mode: a child's bytes
- * share a counter slot with others', so the parent cannot see one connection's rate. */
+ * (counted as conn_timeouts) and min_rate (slow_peers): each child stores the bytes it
+ * received in its slot's watch, in a shared mapping the dispatcher reads. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "internal.h"
+#include "watch.h"
 
 #define MAX_EVENTS 64
 /* The event data of the eventfd; children use their slot index. */
@@ -30,8 +32,7 @@
 struct child {
     pid_t pid; /* 0: slot free */
     int pidfd;
-    uint64_t accepted_ns;         /* for max_conn_time */
-    bool timed_out;               /* sent SIGKILL at max_conn_time */
+    int cut;                      /* sent SIGKILL for this limit (SP_ERR_CONN_TIME...), or 0 */
     struct sockaddr_storage peer; /* for the parent's handle_error line */
 };
 
@@ -40,6 +41,9 @@ struct forker {
     pthread_t tid;
     int epfd, evfd;
     struct child *kids; /* max_conns, calloc'ed; only the dispatcher touches them */
+    /* max_conns, in a shared mapping: the child stores its bytes received in watches[idx].in,
+     * the dispatcher alone touches the rest. */
+    struct watch *watches;
     unsigned *free_idx, nfree, hwm, running;
     bool killed; /* the remaining children were sent SIGKILL */
 };
@@ -107,7 +111,8 @@ static _Noreturn void child_main(struct sp_server *s, unsigned idx, const struct
 
     s->fork_child = true;
     close_others(c->fd);
-    rc = blocking_run(s, c, &s->bytes[1 + idx % (s->nbytes - 1)], NULL);
+    rc = blocking_run(s, c, &s->bytes[1 + idx % (s->nbytes - 1)],
+                      &((struct forker *)s->kind_state)->watches[idx]);
     _exit(outcome_status(rc));
 }
 
@@ -130,7 +135,10 @@ static void spawn(struct forker *f, const struct conn *c)
     unsigned idx = (unsigned)take_idx(f);
     struct child *k = &f->kids[idx];
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = idx};
-    pid_t pid = fork();
+    pid_t pid;
+
+    watch_start(&f->watches[idx], c); /* before the fork: the child counts into it */
+    pid = fork();
 
     if (pid == 0)
         child_main(f->s, idx, c);
@@ -147,6 +155,7 @@ static void spawn(struct forker *f, const struct conn *c)
         }
         if (pidfd >= 0)
             close(pidfd);
+        (void)watch_stop(&f->watches[idx]);
         put_idx(f, idx);
         server_count_outcome(f->s, -e, false);
         queue_done(&f->s->q);
@@ -154,8 +163,7 @@ static void spawn(struct forker *f, const struct conn *c)
     }
     k->pid = pid;
     k->pidfd = pidfd;
-    k->accepted_ns = c->accepted_ns;
-    k->timed_out = false;
+    k->cut = 0;
     k->peer = c->addr;
     f->running++;
 }
@@ -177,9 +185,10 @@ static void reap(struct forker *f, unsigned idx)
     rc = r < 0 ? 0 : status_outcome(status);
     (void)epoll_ctl(f->epfd, EPOLL_CTL_DEL, k->pidfd, NULL);
     close(k->pidfd);
-    bool forced = f->killed && !k->timed_out && r > 0 && WIFSIGNALED(status);
-    if (k->timed_out && r > 0 && WIFSIGNALED(status))
-        rc = SP_ERR_CONN_TIME;
+    (void)watch_stop(&f->watches[idx]);
+    bool forced = f->killed && k->cut == 0 && r > 0 && WIFSIGNALED(status);
+    if (k->cut != 0 && r > 0 && WIFSIGNALED(status))
+        rc = k->cut;
     if (!forced && s->cfg.handle_error == NULL && rc != 0 && rc != SP_ERR_IDLE_TIMEOUT &&
         rc != SP_ERR_SEND_TIMEOUT && rc != SP_ERR_SLOW_PEER && rc != SP_ERR_CONN_TIME &&
         rc != -ECONNRESET && rc != -EPIPE)
@@ -220,27 +229,23 @@ static bool take_queued(struct forker *f)
     return rc != -EPIPE;
 }
 
-/* max_conn_time: SIGKILL the children past it (the kernel then closes their connections);
- * returns the milliseconds until the next one is due, -1 for none. */
+/* max_conn_time and min_rate: SIGKILL the children past them (the kernel then closes their
+ * connections); returns the milliseconds until the next check, -1 for none. */
 static int expire(struct forker *f)
 {
-    uint64_t limit = (uint64_t)(f->s->cfg.max_conn_time * 1e9), now, next = UINT64_MAX;
+    uint64_t now;
 
-    if (limit == 0 || f->running == 0)
+    if (!watch_needed(f->s) || f->running == 0)
         return -1;
     now = clock_now_ns();
     for (unsigned i = 0; i < f->hwm; i++) {
         struct child *k = &f->kids[i];
-        if (k->pid <= 0 || k->timed_out)
+        if (k->pid <= 0 || k->cut != 0)
             continue;
-        if (now - k->accepted_ns >= limit) {
+        if ((k->cut = watch_due(f->s, &f->watches[i], now)) != 0)
             (void)kill(k->pid, SIGKILL); /* not reaped yet: the pid is still ours */
-            k->timed_out = true;
-        } else if (k->accepted_ns + limit < next) {
-            next = k->accepted_ns + limit;
-        }
     }
-    return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000u) + 1;
+    return WATCH_TICK_MS;
 }
 
 static void *dispatcher_main(void *arg)
@@ -278,6 +283,8 @@ static void forker_free(struct forker *f)
         close(f->epfd);
     if (f->evfd >= 0)
         close(f->evfd);
+    if (f->watches != NULL)
+        munmap(f->watches, f->s->max_conns * sizeof(*f->watches));
     free(f->kids);
     free(f->free_idx);
     free(f);
@@ -295,7 +302,11 @@ static struct forker *forker_new(struct sp_server *s, char err[SP_ERRLEN])
     f->epfd = f->evfd = -1;
     f->kids = calloc(s->max_conns, sizeof(*f->kids));
     f->free_idx = calloc(s->max_conns, sizeof(*f->free_idx));
-    if (f->kids == NULL || f->free_idx == NULL)
+    f->watches = mmap(NULL, s->max_conns * sizeof(*f->watches), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (f->watches == MAP_FAILED)
+        f->watches = NULL;
+    if (f->kids == NULL || f->free_idx == NULL || f->watches == NULL)
         goto nomem;
     f->epfd = epoll_create1(EPOLL_CLOEXEC);
     f->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -35,26 +35,31 @@ void watch_cut(struct watch *w, int reason)
     w->cut = reason;
 }
 
-void watch_check(const struct sp_server *s, struct watch *w, uint64_t now)
+int watch_due(const struct sp_server *s, struct watch *w, uint64_t now)
 {
     const struct sp_config *c = &s->cfg;
     uint64_t in;
 
     if (w->fd < 0 || w->cut != 0)
-        return;
-    if (c->max_conn_time > 0 && now - w->accepted_ns >= (uint64_t)(c->max_conn_time * 1e9)) {
-        watch_cut(w, SP_ERR_CONN_TIME);
-        return;
-    }
+        return 0;
+    if (c->max_conn_time > 0 && now - w->accepted_ns >= (uint64_t)(c->max_conn_time * 1e9))
+        return SP_ERR_CONN_TIME;
     if (c->min_rate <= 0 || now - w->window_ns < (uint64_t)(c->min_rate_window * 1e9))
-        return;
+        return 0;
     in = atomic_load_explicit(&w->in, memory_order_relaxed);
-    if ((double)(in - w->window_in) < c->min_rate * c->min_rate_window) {
-        watch_cut(w, SP_ERR_SLOW_PEER);
-        return;
-    }
+    if ((double)(in - w->window_in) < c->min_rate * c->min_rate_window)
+        return SP_ERR_SLOW_PEER;
     w->window_ns = now;
     w->window_in = in;
+    return 0;
+}
+
+void watch_check(const struct sp_server *s, struct watch *w, uint64_t now)
+{
+    int reason = watch_due(s, w, now);
+
+    if (reason != 0)
+        watch_cut(w, reason);
 }
 
 void watch_count(struct sp_server *s, int rc, int cut)

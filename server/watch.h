@@ -39,6 +39,10 @@ int watch_stop(struct watch *w);
  * in recv or send returns. */
 void watch_cut(struct watch *w, int reason);
 
+/* The limit the connection broke by now (SP_ERR_CONN_TIME, SP_ERR_SLOW_PEER) or 0; starts a
+ * new min_rate window when one ended in time (lock held). */
+int watch_due(const struct sp_server *s, struct watch *w, uint64_t now);
+
 /* Cut the connection if it outlived max_conn_time or sent less than min_rate over its last
  * window (lock held). */
 void watch_check(const struct sp_server *s, struct watch *w, uint64_t now);

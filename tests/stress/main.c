@@ -392,8 +392,10 @@ static int parse_modes(char *v, const char **modes)
     int n = 0;
 
     for (char *tok = strtok(v, ","); tok != NULL; tok = strtok(NULL, ",")) {
-        if ((strcmp(tok, "pool") != 0 && strcmp(tok, "mux") != 0) || n == MAX_MODES)
-            bad_usage("--modes: expected a list of pool and mux, got", tok);
+        bool known = strcmp(tok, "pool") == 0 || strcmp(tok, "mux") == 0 ||
+                     strcmp(tok, "thread") == 0 || strcmp(tok, "fork") == 0;
+        if (!known || n == MAX_MODES)
+            bad_usage("--modes: expected a list of pool, mux, thread and fork, got", tok);
         modes[n++] = tok;
     }
     if (n == 0)

@@ -80,11 +80,16 @@ static void build_argv(const struct srv *s, const struct srv_opts *o, const char
         argv[n++] = g_run->mode;
     }
     for (int i = 0; o->args != NULL && o->args[i] != NULL && n < MAX_ARGS - 4; i++) {
-        /* The same capacity in mux mode: N connections served at once, over two loops. */
-        if (g_run->mode != NULL && strcmp(g_run->mode, "mux") == 0 &&
-            strcmp(o->args[i], "-w") == 0 && o->args[i + 1] != NULL) {
-            argv[n++] = "-w";
-            argv[n++] = strcmp(o->args[i + 1], "1") == 0 ? "1" : "2";
+        /* The same capacity in every mode: N connections served at once (mux: over two
+         * loops; thread and fork: N threads or processes at most). */
+        bool spawn = g_run->mode != NULL &&
+                     (strcmp(g_run->mode, "thread") == 0 || strcmp(g_run->mode, "fork") == 0);
+        bool mux = g_run->mode != NULL && strcmp(g_run->mode, "mux") == 0;
+        if ((mux || spawn) && strcmp(o->args[i], "-w") == 0 && o->args[i + 1] != NULL) {
+            if (mux) {
+                argv[n++] = "-w";
+                argv[n++] = strcmp(o->args[i + 1], "1") == 0 ? "1" : "2";
+            }
             argv[n++] = "--max-conns";
             argv[n++] = o->args[++i];
             continue;

@@ -331,8 +331,10 @@ double proc_cpu_s(pid_t pid);
 struct run {
     const char *server;      /* the binary under test */
     const char *label;       /* "release/pool", "asan/mux", ... */
-    const char *mode;        /* "pool", "mux" or NULL (the server's default): with mux, each
-                              * scenario's "-w N" becomes "--mode mux -w 2 --max-conns N" */
+    const char *mode;        /* "pool", "mux", "thread", "fork" or NULL (the server's
+                              * default): with mux, each scenario's "-w N" becomes
+                              * "--mode mux -w 2 --max-conns N"; thread and fork take
+                              * "--max-conns N" */
     const char *const *wrap; /* a command to run the server under (valgrind), or NULL */
     const char *preload;     /* the fault shim: preloaded with faults by the fault scenarios */
     const char *audit;       /* the same shim, preloaded without faults by every other scenario

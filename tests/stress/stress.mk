@@ -1,13 +1,14 @@
 # tests/stress/stress.mk - the stress, fault-injection and memory-check suites (included by the
 # top-level Makefile; the fuzzers live in tests/fuzz/fuzz.mk, included from here).
 #
-#   make stress [FULL=1]  every stress scenario against the server and its ASan+UBSan build,
-#                         each in both worker modes (pool, mux)
+#   make stress [FULL=1]  every stress scenario against the server in each worker mode (pool,
+#                         mux, thread, fork) and against its ASan+UBSan build (pool, mux)
 #   make fault            the Check suites and a stress run with the fault shim preloaded
 #   make valgrind         the Check suites and a short stress run with the server under valgrind
 #
 # The server-behaviour suites (check_server, check_cli) run their cases in each mode of
-# SOCKPOOL_MODES ("pool mux" unless set); the stress driver in each of STRESS_MODES.
+# SOCKPOOL_MODES ("pool mux" unless set); the stress driver in each of STRESS_MODES (release)
+# and STRESS_CORE_MODES (ASan+UBSan, fault, valgrind).
 # STRESS_BUSY=N runs N busy-loop processes beside a stress run (a loaded CI machine).
 #   make fuzz             each libFuzzer target for FUZZ_SECONDS (see tests/fuzz/fuzz.mk)
 #
@@ -24,7 +25,11 @@ ASAN_SERVER := $(BUILD)/asan/sockpool-server
 STRESS_FULL  = $(if $(filter-out 0,$(FULL)),--full)
 # Extra driver options, e.g. STRESS_FLAGS="--only crowd,soak --seed 7".
 STRESS_FLAGS ?=
-STRESS_MODES ?= pool,mux
+STRESS_MODES ?= pool,mux,thread,fork
+# The ASan+UBSan, fault-injection and valgrind runs take the two modes with the most code of
+# their own (the event loop, the pool); thread and fork run the pool's blocking path, and the
+# release run covers them.
+STRESS_CORE_MODES ?= pool,mux
 
 # The driver deliberately uses none of common/ (see stress.h), hence its own flags.
 STRESS_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS)
@@ -50,7 +55,9 @@ stress-asan-server:
 stress-build: $(STRESS) $(SERVER) $(SHIM) stress-asan-server
 
 stress: stress-build
-	$(STRESS) --server $(SERVER)=release --server $(ASAN_SERVER)=asan --modes $(STRESS_MODES) \
+	$(STRESS) --server $(SERVER)=release --modes $(STRESS_MODES) \
+	  --audit $(SHIM) $(STRESS_FULL) $(STRESS_FLAGS)
+	$(STRESS) --server $(ASAN_SERVER)=asan --modes $(STRESS_CORE_MODES) \
 	  --audit $(SHIM) $(STRESS_FULL) $(STRESS_FLAGS)
 
 # ---- fault injection ----
@@ -68,7 +75,7 @@ fault:
 	@$(MAKE) --no-print-directory fault-build
 	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) SP_FAULT_SEED=$(FAULT_SEED) \
 	  SP_FAULT_RATE=$(FAULT_RATE) tests/fault/run-fault.sh $(SHIM) $(CHECK_SUITES)
-	$(STRESS) --server $(SERVER)=fault --modes $(STRESS_MODES) --preload $(SHIM) \
+	$(STRESS) --server $(SERVER)=fault --modes $(STRESS_CORE_MODES) --preload $(SHIM) \
 	  --seed $(FAULT_SEED) --only fault,fault-resets
 
 # ---- memory checks ----
@@ -90,7 +97,7 @@ valgrind:
 	@$(MAKE) --no-print-directory valgrind-build
 	@SOCKPOOL_SERVER=$(SERVER) SOCKPOOL_CLIENT=$(CLIENT) VALGRIND_NATIVE="$(VALGRIND_NATIVE)" \
 	  VALGRIND_FLAGS="$(VALGRIND_FLAGS)" tests/stress/run-valgrind.sh $(VALGRIND_SUITES)
-	$(STRESS) --server $(SERVER)=valgrind --modes $(STRESS_MODES) \
+	$(STRESS) --server $(SERVER)=valgrind --modes $(STRESS_CORE_MODES) \
 	  --wrap "valgrind $(VALGRIND_FLAGS)" --only lite
 
 -include tests/fuzz/fuzz.mk

@@ -189,6 +189,12 @@ START_TEST(test_bad_addresses)
         ck_assert_msg(strstr(err, "in use") != NULL, "%s", err);
     }
     metrics_stop(m);
+    /* IPv6 in brackets, and localhost by name. */
+    ck_assert_msg(metrics_start(&m, "[::1]:0", s, err) == 0, "%s", err);
+    ck_assert_uint_gt(metrics_port(m), 0);
+    metrics_stop(m);
+    ck_assert_msg(metrics_start(&m, "localhost:0", s, err) == 0, "%s", err);
+    metrics_stop(m);
     sp_server_free(s);
 }
 END_TEST

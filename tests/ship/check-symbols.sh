@@ -66,6 +66,19 @@ case $soname in
 libsockpool.so.[0-9]*) ;;
 *) echo "check-symbols: $so has soname '$soname'"; bad=1 ;;
 esac
+# What lintian would refuse in a shared library: text relocations, an RPATH or RUNPATH, a
+# dependency on anything but the C library.
+dyn=$(readelf -d "$so")
+if echo "$dyn" | grep -qE '\((TEXTREL|RPATH|RUNPATH)\)'; then
+    echo "check-symbols: $so has TEXTREL, RPATH or RUNPATH"
+    bad=1
+fi
+needed=$(echo "$dyn" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
+case $needed in
+"libc.so.6 ") ;;
+*) echo "check-symbols: $so needs $needed(expected libc.so.6 only)"; bad=1 ;;
+esac
+
 # NOTE: a function the header declares but the library lacks is reported, not failed: the API
 # is declared ahead of its implementation while a feature is under way.
 hdr=$(dirname "$0")/../../server/sockpool.h
@@ -75,6 +88,6 @@ done
 
 if [ "$bad" = 0 ]; then
     echo "check-symbols: $(echo "$names" | wc -l) symbols, all sp_*; soname $soname; no exit()" \
-         "(_exit only in fork.c's child)"
+         "(_exit only in fork.c's child); needs $needed; no TEXTREL/RPATH"
 fi
 exit "$bad"

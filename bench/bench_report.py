@@ -75,7 +75,8 @@ def targets(res, side):
         t.append(goal(f"{MUX} RSS per held idle connection <= 2 KiB",
                       f"{mem['connections']:,} held", mem["kib_per_conn"], 1.0, "<=", 2.0,
                       f"({fmt(mem['rss_held_kib'], 0)} - {fmt(mem['rss_idle_kib'], 0)}) KiB / "
-                      f"{mem['connections']:,}"))
+                      f"{mem['connections']:,} (RSS at N / N: "
+                      f"{fmt(mem['total_kib_per_conn'], 2)} KiB)"))
     else:
         t.append(goal(f"{MUX} RSS per held idle connection <= 2 KiB", "10,000 held", None,
                       None, "<=", 2.0))
@@ -142,15 +143,16 @@ def memory_table(mem):
     lines = ["", "Memory with N idle connections held (each made one round trip first), on a "
              "fresh instance. RSS from /proc; the charge is what a container's memory limit "
              "sees: the child cgroup's own figure where one could be made, else PSS + kernel "
-             "stacks (threads x 16 KiB) + page tables. Per connection = (at N - idle) / N.", "",
-             "| server | N held | threads at N | RSS idle MiB | RSS at N MiB | RSS KiB/conn "
-             "| PSS KiB/conn | charge at N MiB | charge KiB/conn | charge from |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "stacks (threads x 16 KiB) + page tables. Per connection = (at N - idle) / N; "
+             "RSS at N / N also spreads what the server holds before any connection.", "",
+             "| server | N held | threads at N | RSS idle MiB | RSS at N MiB | RSS at N / N KiB "
+             "| RSS KiB/conn | PSS KiB/conn | charge at N MiB | charge KiB/conn | charge from |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, m in mem.items():
         lines.append(
             f"| {name} | {m['connections']:,} | {m['held']['threads']:,} | "
             f"{fmt(m['rss_idle_kib'] / 1024)} | {fmt(m['rss_held_kib'] / 1024)} | "
-            f"{fmt(m['kib_per_conn'], 2)} | "
+            f"{fmt(m['total_kib_per_conn'], 2)} | {fmt(m['kib_per_conn'], 2)} | "
             f"{fmt((m['held']['pss'] - m['idle']['pss']) / m['connections'], 2)} | "
             f"{fmt((m['charge_held_kib'] or 0) / 1024)} | "
             f"{fmt(m['charge_kib_per_conn'], 2)} | {m['charge_source']} |")

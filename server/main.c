@@ -386,8 +386,9 @@ static void print_stats(struct sp_server *s, const char *when)
               (unsigned long long)st.accept_errors, (unsigned long long)st.bytes_in,
               (unsigned long long)st.bytes_out);
     if (sp_server_config(s)->udp || sp_server_config(s)->nallow > 0 || st.refused > 0)
-        log_force(LOGL_INFO, "%s: refused %llu, datagrams in %llu, datagrams out %llu, dropped %llu",
-                  when, (unsigned long long)st.refused, (unsigned long long)st.datagrams_in,
+        log_force(LOGL_INFO,
+                  "%s: refused %llu, datagrams in %llu, datagrams out %llu, dropped %llu", when,
+                  (unsigned long long)st.refused, (unsigned long long)st.datagrams_in,
                   (unsigned long long)st.datagrams_out, (unsigned long long)st.dropped);
 }
 
@@ -503,13 +504,12 @@ static void announce(struct sp_server *s)
     log_info("listening on %s (mode %s, workers %u, max-conns %u, queue %u, backlog %d, "
              "on-full %s, idle-timeout %gs, send-timeout %gs)",
              net_format_addr((struct sockaddr *)&ss, addr, sizeof(addr)),
-             c->udp                       ? "udp"
+             c->udp                      ? "udp"
              : c->mode == SP_MODE_MUX    ? "mux"
              : c->mode == SP_MODE_THREAD ? "thread"
              : c->mode == SP_MODE_FORK   ? "fork"
                                          : "pool",
-             c->workers,
-             c->max_conns ? c->max_conns : c->workers, c->queue, c->backlog,
+             c->workers, c->max_conns ? c->max_conns : c->workers, c->queue, c->backlog,
              c->on_full == SP_ON_FULL_BLOCK ? "block" : "reject", c->idle_timeout, c->send_timeout);
 }
 
@@ -704,16 +704,25 @@ static bool memory_fits(unsigned long long n, char *why, size_t cap)
 }
 
 /* Refuse a worker count the system cannot run (exit 1, naming the limit) before any thread
- * starts: creating them until one fails would first take every free pid on the machine. */
+ * starts: creating them until one fails would first take every free pid on the machine. In
+ * thread and fork modes the cap is max_conns threads or processes (started as connections
+ * come), which must fit as well: each takes a pid like a thread does. */
 static bool capacity_ok(const struct sp_server *s)
 {
     const struct sp_config *c = sp_server_config(s);
+    bool spawn = c->mode == SP_MODE_THREAD || c->mode == SP_MODE_FORK;
     unsigned long long n = (unsigned long long)c->workers + 1; /* + the signal thread */
     char why[256];
 
+    if (spawn)
+        n += c->max_conns;
     if (threads_fit(n, why, sizeof(why)) && memory_fits(n, why, sizeof(why)))
         return true;
-    log_error("--workers %u: more threads than this system can run: %s", c->workers, why);
+    if (spawn)
+        log_error("--max-conns %u: more %s than this system can run: %s", c->max_conns,
+                  c->mode == SP_MODE_FORK ? "processes" : "threads", why);
+    else
+        log_error("--workers %u: more threads than this system can run: %s", c->workers, why);
     return false;
 }
 

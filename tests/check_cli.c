@@ -357,7 +357,7 @@ static void abandon(uint16_t port)
 
     memset(chunk, 'p', sizeof(chunk));
     for (int step = 0; step < 512 && clock_now_ns() < deadline; step++) { /* 32 MiB at most */
-        tu_send(fd, chunk, sizeof(chunk));   /* never blocks: the last step was acked */
+        tu_send(fd, chunk, sizeof(chunk)); /* never blocks: the last step was acked */
         if (!tu_wait_for(all_acked, &fd, 1000))
             break; /* the server's window is full: it stopped reading long ago */
         if (!tu_wait_for(server_reading, &cp, 200))
@@ -857,10 +857,14 @@ START_TEST(workers_beyond_nproc)
 END_TEST
 
 /* -w 100000 where pid_max cannot hold them: refused at once, naming pid_max, instead of
- * taking every free pid of the machine first. */
+ * taking every free pid of the machine first; the same for thread mode's cap on threads. */
 START_TEST(workers_beyond_pid_max)
 {
-    const char *argv[] = {tu_server_path(), "-p", "0", "-w", "100000", NULL};
+    static const char *const args[][7] = {
+        {"-p", "0", "-w", "100000", NULL},
+        {"-p", "0", "--mode", "thread", "--max-conns", "100000", NULL}};
+    static const char *const says[] = {"--workers 100000", "--max-conns 100000"};
+    const char *argv[8] = {tu_server_path()};
     FILE *f = fopen("/proc/sys/kernel/pid_max", "re");
     long pid_max = 0;
 
@@ -871,8 +875,10 @@ START_TEST(workers_beyond_pid_max)
         fprintf(stderr, "workers_beyond_pid_max: skipped, pid_max is %ld\n", pid_max);
         return;
     }
+    for (int i = 0; args[_i][i] != NULL; i++)
+        argv[i + 1] = args[_i][i];
     expect_exit(tu_run(argv, NULL, 0, out, sizeof(out), err, sizeof(err), 10000), 1);
-    ck_assert_msg(strstr(err, "--workers 100000") && strstr(err, "pid_max"), "stderr: %s", err);
+    ck_assert_msg(strstr(err, says[_i]) && strstr(err, "pid_max"), "stderr: %s", err);
     ck_assert_msg(strstr(err, "listening") == NULL, "announced readiness: %s", err);
 }
 END_TEST
@@ -937,7 +943,7 @@ static Suite *cli_suite(void)
     tcase_add_test(files, port_file_symlink_followed);
     tcase_add_test(files, port_file_directory);
     tcase_add_test(files, workers_beyond_nproc);
-    tcase_add_test(files, workers_beyond_pid_max);
+    tcase_add_loop_test(files, workers_beyond_pid_max, 0, 2);
     suite_add_tcase(s, files);
     if (strstr(modes, "pool") != NULL)
         add_mode(s, false);

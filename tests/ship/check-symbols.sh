@@ -88,6 +88,6 @@ done
 
 if [ "$bad" = 0 ]; then
     echo "check-symbols: $(echo "$names" | wc -l) symbols, all sp_*; soname $soname; no exit()" \
-         "(_exit only in fork.c's child); needs $needed; no TEXTREL/RPATH"
+         "(_exit only in fork.c's child); needs ${needed% }; no TEXTREL/RPATH"
 fi
 exit "$bad"

@@ -5,7 +5,7 @@
 
 CLIENT_SRCS := client/histogram.c client/payload.c client/schedule.c client/connect.c \
                client/sizes.c client/thresholds.c client/check.c client/udp.c \
-               client/worker.c client/load.c client/report.c client/pipe.c \
+               client/worker.c client/udp_load.c client/load.c client/report.c client/pipe.c \
                client/interactive.c
 CLIENT_OBJS  = $(CLIENT_SRCS:%.c=$(BUILD)/%.o)
 CLIENT_LIB   = $(BUILD)/libclient.a
@@ -13,7 +13,8 @@ CLIENT_LIB   = $(BUILD)/libclient.a
 PROGS      += $(CLIENT)
 TEST_PROGS += $(BUILD)/tests/check_histogram $(BUILD)/tests/check_payload \
               $(BUILD)/tests/check_client_args $(BUILD)/tests/check_client \
-              $(BUILD)/tests/check_client_load $(BUILD)/tests/check_client_units
+              $(BUILD)/tests/check_client_load $(BUILD)/tests/check_client_units \
+              $(BUILD)/tests/check_client_udp
 # Before libsockpool.a: the client's objects use the common ones archived there, and the
 # linker reads archives once, left to right.
 TEST_LIBS  := $(CLIENT_LIB) $(TEST_LIBS)
@@ -29,5 +30,6 @@ $(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
 
 # The client's suites include the client's private headers.
 CLIENT_TEST_OBJS = $(patsubst %,$(BUILD)/tests/%.o,check_histogram check_payload \
-                     check_client_args check_client check_client_load check_client_units)
+                     check_client_args check_client check_client_load check_client_units \
+                     check_client_udp)
 $(CLIENT_TEST_OBJS): ALL_CFLAGS += -Iclient

@@ -116,8 +116,9 @@ struct worker {
     unsigned connected;
     unsigned starved;
     uint64_t connects, replaced, reconnect_failures, size_sum;
-    uint64_t unsent; /* --rate: messages due before the end, never sent */
-    uint64_t end_ns; /* when the measured loop ended */
+    uint64_t unsent;     /* --rate: messages due before the end, never sent */
+    uint64_t lost, late; /* --udp (udp_load.c) */
+    uint64_t end_ns;     /* when the measured loop ended */
     char cause[160];
     char local_cause[160];
     struct hist hist;

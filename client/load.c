@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "log.h"
 #include "net.h"
+#include "udp_load.h"
 
 /* Where the results go; every file is opened before the run, so an unwritable one fails at
  * once instead of after the whole run. */
@@ -90,12 +91,17 @@ static void *worker_main(void *arg)
     /* Timer slack lets the kernel fire a timeout up to 50 us late; --rate wants it on time. */
     (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
     /* --ramp and crr open their connections in the run itself. */
-    if (o->ramp == 0 && o->mode != LOAD_CRR && connect_all(w) < 0)
+    if (o->udp)
+        udp_load_open(w);
+    else if (o->ramp == 0 && o->mode != LOAD_CRR && connect_all(w) < 0)
         w->stopped = true;
     start = gate_pass(run, run->nthreads);
     if (o->duration > 0)
         deadline = start + (uint64_t)((o->warmup + o->duration) * 1e9);
-    worker_run(w, start, deadline);
+    if (o->udp)
+        udp_load_run(w, start, deadline);
+    else
+        worker_run(w, start, deadline);
     /* NOTE: eventfd_write cannot fail on a valid eventfd far from its 2^64 limit. */
     (void)eventfd_write(run->done_fd, 1);
     return NULL;
@@ -448,6 +454,8 @@ static uint64_t collect(struct load_ctx *x, struct load_result *r)
         r->connected += w->connected;
         r->starved += w->starved;
         r->unsent += w->unsent;
+        r->lost += w->lost;
+        r->late += w->late;
         r->connects += w->connects;
         r->replaced += w->replaced;
         r->reconnect_failures += w->reconnect_failures;
@@ -554,6 +562,13 @@ static void no_round_trip(const struct load_result *r)
                               "; %llu connections closed by the server "
                               "before a request",
                               (unsigned long long)e->closed);
+    if (e->refused > 0 && n < sizeof(why))
+        n += (size_t)snprintf(why + n, sizeof(why) - n, "; %llu refused",
+                              (unsigned long long)e->refused);
+    if (r->lost > 0 && n < sizeof(why))
+        n += (size_t)snprintf(why + n, sizeof(why) - n,
+                              "; %llu datagrams lost (no reply within --reply-timeout)",
+                              (unsigned long long)r->lost);
     if (r->starved > 0 && n < sizeof(why))
         n += (size_t)snprintf(why + n, sizeof(why) - n,
                               "; %u of %u connections starved (never "
@@ -592,6 +607,8 @@ static void threshold_values(const struct load_opts *o, const struct load_result
     v->replaced = (double)r->replaced;
     v->reconnect_failures = (double)r->reconnect_failures;
     v->gap_ns = (double)r->longest_gap_ns;
+    v->lost = (double)r->lost;
+    v->late = (double)r->late;
 }
 
 /* The exit status, with the reason on stderr when it is not 0. */

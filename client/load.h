@@ -25,9 +25,14 @@
 /* Most --source addresses (a range is expanded). */
 #define LOAD_MAX_SOURCES 256
 
-/* NOTE: a datagram mode (--udp) will be a fourth mode with its own engine file beside
- * worker.c; the options, the report and the thresholds are shared. */
+/* --udp is rr over datagrams (mode LOAD_RR with udp set), driven by its own engine file,
+ * udp_load.c, beside worker.c; the options, the report and the thresholds are shared. */
 enum load_mode { LOAD_RR, LOAD_STREAM, LOAD_CRR };
+
+/* --udp: the largest datagram (IPv4's limit, for both families as in the pipe mode) and the
+ * smallest (its sequence number). */
+#define LOAD_UDP_MAX 65507
+#define LOAD_UDP_MIN 8
 
 struct load_opts {
     const char *host; /* as given, for the report */
@@ -60,8 +65,10 @@ struct load_opts {
         *json_stream; /* NULL, "-" or a file: one JSON object per interval, then the summary */
     const char *hist; /* NULL or a file: the .hgrm percentile distribution */
     struct thresholds fail_on;
-    bool progress;      /* live line on stderr */
-    long nofile_raised; /* the descriptor limit was raised to this for the run (0: not) */
+    bool udp;             /* rr over UDP datagrams (udp_load.c) */
+    double reply_timeout; /* --udp: seconds after which an unanswered datagram is lost */
+    bool progress;        /* live line on stderr */
+    long nofile_raised;   /* the descriptor limit was raised to this for the run (0: not) */
 };
 
 /* Errors by kind, counted per connection event. */
@@ -93,7 +100,9 @@ struct load_result {
     uint64_t unsent;             /* --rate: messages due before the end that were never sent */
     uint64_t size_sum;           /* request bytes of the completed messages (for the mean size) */
     double cpu_s;                /* this process's user + system CPU over the measured run */
-    bool interrupted;            /* stopped early by SIGINT/SIGTERM */
+    uint64_t lost;               /* --udp: datagrams not answered within --reply-timeout */
+    uint64_t late;         /* --udp: replies to older datagrams (given up, or answered twice) */
+    bool interrupted;      /* stopped early by SIGINT/SIGTERM */
     char cause[160];       /* the first connect failure, for the message when none connected */
     char local_cause[160]; /* the first local resource failure, naming the limit */
 };

@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "                 [--json FILE|-] [--json-stream FILE|-] [--hist FILE]\n"
             "                 [--fail-on EXPR[,EXPR...]] [--reconnect[=BACKOFF[:CAP]]]\n"
             "                 [--source ADDR[-ADDR][,...]] [--seed N] [--connect-timeout DUR]\n"
+            "                 [--udp [--reply-timeout DUR]]\n"
             "Talks to a sockpool server (every byte comes back with a-z uppercased).\n"
             "Without a command: on a terminal, an interactive client (prompt, one line per\n"
             "message); otherwise a pipe: stdin goes to the server and the reply to stdout, byte\n"
@@ -52,9 +53,11 @@ static void usage(FILE *f)
             "      --connect-timeout DUR  give up connecting after DUR [5s]\n"
             "      --raw               pipe and interactive: relay whatever the server answers,\n"
             "                          unchecked (for servers with another handler)\n"
-            "      --udp               pipe and interactive over UDP: one datagram per read (a\n"
-            "                          line on a terminal, up to 65507 bytes from a pipe)\n"
-            "      --reply-timeout DUR --udp: a datagram unanswered after DUR is lost [1s]\n"
+            "      --udp               over UDP. Pipe and interactive: one datagram per read (a\n"
+            "                          line on a terminal, up to 65507 bytes from a pipe). load:\n"
+            "                          rr over datagrams of 8..65507 bytes (see the end)\n"
+            "      --reply-timeout DUR --udp: a datagram unanswered after DUR is lost\n"
+            "                          [1s; load 200ms]\n"
             "      --timeout DUR       check: the whole probe's time limit [2s]\n"
             "  -h, --help              this help\n"
             "  -V, --version           the version\n"
@@ -84,7 +87,7 @@ static void usage(FILE *f)
             "                          p50 p90 p99 p999 max mean min gap (ns us ms s), rate\n"
             "                          (msgs/s), errors mismatches short_replies resets refused\n"
             "                          connect_timeouts closed local starved unconnected unsent\n"
-            "                          replaced reconnect_failures (counts)\n"
+            "                          replaced reconnect_failures lost late (counts)\n"
             "      --reconnect[=B[:C]] replace connections the server reset, refused or closed,\n"
             "                          after a back-off from B doubling up to C [10ms:1s]\n"
             "      --source ADDRS      IPv4 source addresses, A-B ranges or lists [crr on\n"
@@ -94,6 +97,11 @@ static void usage(FILE *f)
             "Every reply byte is verified. A live line on stderr (when it is a terminal) shows\n"
             "msg/s, p99 and errors; SIGINT ends a load run early, with its summary. At the end\n"
             "each connection is half-closed and its replies in flight collected (up to 1 s).\n"
+            "load --udp: each connection is a UDP socket with one datagram in flight, its\n"
+            "first 8 bytes a sequence number. One unanswered within --reply-timeout is counted\n"
+            "lost and the next is sent; a reply to an older one is counted late and ignored.\n"
+            "-n counts datagrams sent. At the end those in flight are waited for (up to\n"
+            "--reply-timeout). Lost datagrams alone exit 0: use --fail-on lost>0 to fail.\n"
             "Exit status: 0 success (load: no mismatch and at least one round trip); 1 runtime\n"
             "failure (server unreachable, connection lost, load: no round trip completed; check:\n"
             "the probe failed); 2 bad usage; 3 load: a reply byte was wrong; 4 load: a --fail-on\n"
@@ -394,7 +402,7 @@ static void on_option(struct cli *x, int c, char **argv)
     }
     if (set_common(x, c, optarg))
         return;
-    if ((c == OPT_UDP || c == OPT_REPLY_TIMEOUT) && x->cmd == CMD_NONE) {
+    if ((c == OPT_UDP || c == OPT_REPLY_TIMEOUT) && x->cmd != CMD_CHECK) {
         if (c == OPT_UDP)
             x->udp = true;
         else
@@ -402,7 +410,7 @@ static void on_option(struct cli *x, int c, char **argv)
         return;
     }
     if (c == OPT_UDP || c == OPT_REPLY_TIMEOUT)
-        cli_usage_error("option '%s' applies to the pipe and interactive modes", opt_name(c));
+        cli_usage_error("option '%s' applies to the pipe, interactive and load modes", opt_name(c));
     if (c == OPT_RAW && x->cmd == CMD_NONE) {
         x->raw = true;
         return;
@@ -433,6 +441,31 @@ static void check_sizes(struct cli *x)
     o->size = o->sizes.max;
     if (!sizes_fixed(&o->sizes) && o->mode == LOAD_STREAM)
         cli_usage_error("--size: ranges and weights apply to --mode rr and crr only");
+    if (o->udp && (o->sizes.min < LOAD_UDP_MIN || o->sizes.max > LOAD_UDP_MAX))
+        cli_usage_error("--size: --udp takes datagrams of %d..%d bytes (the first 8 carry a "
+                        "sequence number), got '%s'",
+                        LOAD_UDP_MIN, LOAD_UDP_MAX, x->sizes);
+}
+
+/* --udp: rr over datagrams; the options of connections and of the other modes do not apply.
+ * --connect-timeout is accepted and unused (a UDP socket connects at once). */
+static void check_udp(struct cli *x)
+{
+    struct load_opts *o = &x->o;
+
+    if (!x->udp) {
+        if (x->reply_timeout > 0)
+            cli_usage_error("--reply-timeout applies to --udp");
+        return;
+    }
+    o->udp = true;
+    o->reply_timeout = x->reply_timeout > 0 ? x->reply_timeout : 0.2;
+    if (o->addr.ss_family == AF_UNIX)
+        cli_usage_error("--udp needs an IP address, not %s", o->host);
+    if (o->mode != LOAD_RR)
+        cli_usage_error("--udp is rr over datagrams: --mode stream and crr are TCP only");
+    if (o->rate > 0 || o->reconnect || o->nsources > 0 || o->ramp > 0)
+        cli_usage_error("--udp takes none of --rate, --reconnect, --source, --ramp");
 }
 
 /* stream: the window the run really keeps, so the report never shows one it did not use. */
@@ -476,6 +509,7 @@ static void check_load(struct cli *x)
 
     if (o->conns == 0)
         cli_usage_error("load: -c CONNS is required");
+    check_udp(x);
     check_sizes(x);
     if (o->duration > 0 && o->messages > 0)
         cli_usage_error("load: -d and -n exclude each other");

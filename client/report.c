@@ -29,7 +29,7 @@ const char *report_lat(double ns, char *buf, size_t len)
 
 static void human_params(FILE *f, const struct load_opts *o)
 {
-    fprintf(f, "sockpool-client load: %s, ", mode_name(o->mode));
+    fprintf(f, "sockpool-client load: %s%s, ", mode_name(o->mode), o->udp ? " over UDP" : "");
     if (sizes_fixed(&o->sizes))
         fprintf(f, "%zu-byte messages", o->size);
     else {
@@ -108,6 +108,8 @@ static void human_connections(FILE *f, const struct load_opts *o, const struct l
 
 void report_human(FILE *f, const struct load_opts *o, const struct load_result *r)
 {
+    char lat[32];
+
     human_params(f, o);
     fprintf(f,
             "  throughput   %.1f msg/s, %.2f MB/s (%llu messages, %llu reply bytes verified, "
@@ -128,6 +130,12 @@ void report_human(FILE *f, const struct load_opts *o, const struct load_result *
     if (o->mode == LOAD_CRR)
         human_latency(f, "connect (us)", &r->hist_connect);
     human_errors(f, &r->err);
+    if (o->udp)
+        fprintf(f,
+                "  datagrams    %llu lost (no reply within %s), %llu late (replies to older "
+                "datagrams, ignored)\n",
+                (unsigned long long)r->lost, report_lat(o->reply_timeout * 1e9, lat, sizeof(lat)),
+                (unsigned long long)r->late);
     human_connections(f, o, r);
     fprintf(f, "  client CPU   %.3f s", r->cpu_s);
     if (r->messages > 0)
@@ -184,7 +192,8 @@ static void json_params(FILE *f, const struct load_opts *o)
     fprintf(f, "\"reconnect\":%s,", o->reconnect ? "true" : "false");
     num(f, "backoff_s", o->reconnect, o->backoff, ",");
     num(f, "backoff_cap_s", o->reconnect, o->backoff_cap, ",");
-    fprintf(f, "\"sources\":%u,", o->nsources);
+    fprintf(f, "\"sources\":%u,\"udp\":%s,", o->nsources, o->udp ? "true" : "false");
+    num(f, "reply_timeout_s", o->udp, o->reply_timeout, ",");
     fprintf(f, "\"seed\":%llu},", (unsigned long long)o->seed);
 }
 
@@ -242,6 +251,12 @@ void report_json(FILE *f, const struct load_opts *o, const struct load_result *r
         fprintf(f, "\"unsent\":%llu,", (unsigned long long)r->unsent);
     else
         fprintf(f, "\"unsent\":null,");
+    /* --udp only: datagrams unanswered within --reply-timeout, replies to older ones. */
+    if (o->udp)
+        fprintf(f, "\"lost\":%llu,\"late\":%llu,", (unsigned long long)r->lost,
+                (unsigned long long)r->late);
+    else
+        fprintf(f, "\"lost\":null,\"late\":null,");
     num(f, "msgs_per_s", true, per_s((double)r->messages, r->elapsed_s), ",");
     num(f, "mb_per_s", true, per_s((double)r->bytes, r->elapsed_s) / 1e6, ",");
     num(f, "mean_size", r->messages > 0,

@@ -43,6 +43,8 @@ static const struct metric metrics[] = {
     M("unsent", TH_COUNT, unsent),
     M("replaced", TH_COUNT, replaced),
     M("reconnect_failures", TH_COUNT, reconnect_failures),
+    M("lost", TH_COUNT, lost),
+    M("late", TH_COUNT, late),
 };
 #undef M
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
@@ -50,7 +52,7 @@ static const struct metric metrics[] = {
 const char thresholds_names[] = "min mean p50 p90 p99 p999 max gap (with ns, us, ms or s); rate "
                                 "(msgs/s); errors mismatches short_replies resets refused "
                                 "connect_timeouts closed local starved unconnected unsent "
-                                "replaced reconnect_failures (counts)";
+                                "replaced reconnect_failures lost late (counts)";
 
 /* A latency: a decimal with a unit (ns, us, ms, s). Returns 0 or -EINVAL. */
 static int parse_latency(const char *s, double *ns)

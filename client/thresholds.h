@@ -33,6 +33,7 @@ struct th_values {
     double rate;
     double errors, mismatches, short_replies, resets, refused, connect_timeouts, closed, local;
     double starved, unconnected, unsent, replaced, reconnect_failures, gap_ns;
+    double lost, late; /* --udp; 0 for TCP */
 };
 
 /* Check every threshold; for the first breached one (if any) write "p99>2ms (p99 = 3.10ms)"

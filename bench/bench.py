@@ -121,7 +121,7 @@ class Client:
             with socket.socket() as s:  # a free port, bound but never listening
                 s.bind(("127.0.0.1", 0))
                 argv = [self.path, "load", "-p", str(s.getsockname()[1]), "-c", "1", "-s",
-                        "1", "-d", "0.05", "--connect-timeout", "1"] + extra
+                        "64", "-d", "0.05", "--connect-timeout", "1"] + extra
                 try:
                     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, timeout=15)

@@ -2,14 +2,14 @@
 #include "net.h"
 
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -26,8 +26,8 @@ static int fail(int code, char *err, size_t errlen, const char *what, const stru
     return code;
 }
 
-int net_listen(const struct sockaddr *addr, socklen_t len, int backlog, bool nonblock,
-               char *err, size_t errlen)
+int net_listen(const struct sockaddr *addr, socklen_t len, int backlog, bool nonblock, char *err,
+               size_t errlen)
 {
     int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
     int one = 1;
@@ -162,7 +162,8 @@ int net_unix_addr(const char *spec, struct sockaddr_storage *out, socklen_t *len
     return 0;
 }
 
-int net_bind(const struct sockaddr *addr, socklen_t len, int type, char *err, size_t errlen)
+int net_bind(const struct sockaddr *addr, socklen_t len, int type, unsigned opts, char *err,
+             size_t errlen)
 {
     int one = 1;
     int fd = socket(addr->sa_family, type | SOCK_CLOEXEC, 0);
@@ -173,6 +174,11 @@ int net_bind(const struct sockaddr *addr, socklen_t len, int type, char *err, si
     if (addr->sa_family != AF_UNIX &&
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
         rc = fail(-errno, err, errlen, "setsockopt SO_REUSEADDR", addr);
+        close(fd);
+        return rc;
+    }
+    if ((opts & NET_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        rc = fail(-errno, err, errlen, "setsockopt SO_REUSEPORT", addr);
         close(fd);
         return rc;
     }

@@ -20,10 +20,16 @@ int net_listen(const struct sockaddr *addr, socklen_t len, int backlog, bool non
  * Returns 0, -EINVAL (no "unix:" prefix, empty name) or -ENAMETOOLONG. */
 int net_unix_addr(const char *spec, struct sockaddr_storage *out, socklen_t *len);
 
+/* net_bind's opts: SO_REUSEPORT, so that several processes share one address (the kernel
+ * spreads connections or datagrams over them). */
+#define NET_REUSEPORT 1u
+
 /* Create a socket of type (SOCK_STREAM, SOCK_DGRAM; flags such as SOCK_NONBLOCK allowed),
- * close-on-exec, SO_REUSEADDR unless AF_UNIX, bound to addr; no listen. Returns the fd or
- * -errno with err filled ("bind unix:/run/x.sock: Address already in use"). */
-int net_bind(const struct sockaddr *addr, socklen_t len, int type, char *err, size_t errlen);
+ * close-on-exec, SO_REUSEADDR unless AF_UNIX, SO_REUSEPORT if opts says so, bound to addr; no
+ * listen. Returns the fd or -errno with err filled ("bind unix:/run/x.sock: Address already
+ * in use"). */
+int net_bind(const struct sockaddr *addr, socklen_t len, int type, unsigned opts, char *err,
+             size_t errlen);
 
 /* Connect a blocking TCP socket to addr, giving up after timeout_ms (<= 0: the kernel's own
  * timeout). Returns the fd or -errno (-ETIMEDOUT on timeout); err names the address. */

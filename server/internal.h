@@ -34,6 +34,7 @@ struct counters {
 struct live_bytes {
     _Alignas(64) atomic_uint_fast64_t in;
     atomic_uint_fast64_t out;
+    atomic_uint_fast64_t conns; /* connections the thread holds (mux loops; a gauge) */
 };
 
 struct sp_server {

@@ -36,6 +36,9 @@ struct kind_ops {
      * thread; returns the milliseconds until it wants to run again, or -1 for never. NULL for
      * kinds that keep those limits themselves (mux's timer lists). */
     int (*tick)(struct sp_server *s, uint64_t now_ns);
+    /* Per-worker gauges: connections each worker holds, into out[0, n); returns the number
+     * of workers. NULL for kinds whose workers hold one connection or none. */
+    unsigned (*worker_conns)(const struct sp_server *s, uint64_t *out, unsigned n);
 };
 
 extern const struct kind_ops kind_pool;

@@ -38,11 +38,11 @@ static int unix_bind(struct sp_server *s, const struct sockaddr_storage *a, sock
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)a;
     const struct sockaddr *sa = (const struct sockaddr *)a;
-    int fd = net_bind(sa, len, SOCK_STREAM | SOCK_NONBLOCK, err, SP_ERRLEN);
+    int fd = net_bind(sa, len, SOCK_STREAM | SOCK_NONBLOCK, 0, err, SP_ERRLEN);
     struct stat sb;
 
     if (fd == -EADDRINUSE && unix_stale(a, len) && unlink(un->sun_path) == 0)
-        fd = net_bind(sa, len, SOCK_STREAM | SOCK_NONBLOCK, err, SP_ERRLEN);
+        fd = net_bind(sa, len, SOCK_STREAM | SOCK_NONBLOCK, 0, err, SP_ERRLEN);
     if (fd < 0 || un->sun_path[0] == '\0')
         return fd; /* the abstract namespace has no file */
     if ((s->cfg.unix_mode != 0 && chmod(un->sun_path, s->cfg.unix_mode) < 0) ||
@@ -104,16 +104,16 @@ int listener_open(struct sp_server *s, char err[SP_ERRLEN])
         return rc;
     if (want.ss_family == AF_UNIX)
         fd = unix_bind(s, &want, len, err);
-    else if (s->cfg.udp)
-        fd = net_bind((struct sockaddr *)&want, len, SOCK_DGRAM | SOCK_NONBLOCK, err, SP_ERRLEN);
     else
-        fd = net_listen((struct sockaddr *)&want, len, s->cfg.backlog, true, err, SP_ERRLEN);
+        fd = net_bind((struct sockaddr *)&want, len,
+                      (s->cfg.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK,
+                      s->cfg.reuseport ? NET_REUSEPORT : 0, err, SP_ERRLEN);
     if (fd < 0)
         return fd;
     s->listen_fd = fd;
     if (s->cfg.udp)
         udp_buffers(fd);
-    if (want.ss_family == AF_UNIX && listen(fd, s->cfg.backlog) < 0) {
+    if (!s->cfg.udp && listen(fd, s->cfg.backlog) < 0) {
         rc = -errno;
         snprintf(err, SP_ERRLEN, "listen %s: %s", s->cfg.host, strerror(-rc));
         return rc;

@@ -54,6 +54,8 @@ static void usage(FILE *f)
             "      --unix-mode MODE    octal permissions of the unix:PATH socket file\n"
             "      --allow CIDR        serve only peers in CIDR (IPv4/IPv6, repeatable); the\n"
             "                          others are closed at once, counted as refused\n"
+            "      --reuseport         SO_REUSEPORT: several servers on one address and port,\n"
+            "                          the kernel spreading connections (or datagrams) over them\n"
             "  -w, --workers N         pool: worker threads, 1..100000 [128]; mux: event-loop\n"
             "                          threads [online CPUs]\n"
             "      --max-conns N       connections served at once; pool: = workers; mux:\n"
@@ -121,6 +123,7 @@ enum {
     OPT_UDP,
     OPT_UNIX_MODE,
     OPT_ALLOW,
+    OPT_REUSEPORT,
 };
 
 static const struct option long_opts[] = {
@@ -146,6 +149,7 @@ static const struct option long_opts[] = {
     {"udp", no_argument, NULL, OPT_UDP},
     {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
     {"allow", required_argument, NULL, OPT_ALLOW},
+    {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -159,6 +163,8 @@ static void set_family_option(struct options *o, int c, const char *v)
 
     if (c == OPT_UDP) {
         o->cfg.udp = true;
+    } else if (c == OPT_REUSEPORT) {
+        o->cfg.reuseport = true;
     } else if (c == OPT_UNIX_MODE) {
         errno = 0;
         m = strtoul(v, &end, 8);

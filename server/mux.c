@@ -322,6 +322,7 @@ static void conn_close(struct sp_conn *c, int rc, bool forced)
     c->gen++;
     l->free_idx[l->nfree++] = c->idx;
     atomic_fetch_sub_explicit(&l->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->bytes->conns, 1, memory_order_relaxed);
     atomic_fetch_sub(&l->mux->serving, 1);
     server_count_outcome(s, rc, forced);
     queue_done(&s->q);
@@ -362,6 +363,7 @@ static void conn_open(struct mux_loop *l, const struct conn *q)
     c->window_ns = l->now; /* rate windows start here, so the rate list stays sorted */
     c->window_bytes = 0;
     atomic_fetch_add_explicit(&l->nconns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->bytes->conns, 1, memory_order_relaxed);
     join_lists(l, c);
     ev.data.u64 = conn_key(c);
     rc = net_set_nodelay(q->fd);
@@ -944,6 +946,15 @@ static void mux_serve_direct(struct sp_server *s, const struct conn *q)
     server_direct_end(s, q->fd, rc);
 }
 
+/* Reads the gauges in s->bytes, which live as long as the server: safe before the loops
+ * start and after they are joined. */
+static unsigned mux_worker_conns(const struct sp_server *s, uint64_t *out, unsigned n)
+{
+    for (unsigned i = 0; i < s->cfg.workers && i < n; i++)
+        out[i] = atomic_load_explicit(&s->bytes[1 + i].conns, memory_order_relaxed);
+    return s->cfg.workers;
+}
+
 const struct kind_ops kind_mux = {
     .name = "mux",
     .start = mux_start,
@@ -952,4 +963,5 @@ const struct kind_ops kind_mux = {
     .force = mux_force,
     .join = mux_join,
     .serve_direct = mux_serve_direct,
+    .worker_conns = mux_worker_conns,
 };

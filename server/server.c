@@ -360,6 +360,11 @@ void sp_server_stats(const struct sp_server *s, struct sp_stats *o)
     o->dropped = LOAD(s, dropped);
 }
 
+unsigned sp_server_worker_conns(const struct sp_server *s, uint64_t *out, unsigned n)
+{
+    return s->kind->worker_conns != NULL ? s->kind->worker_conns(s, out, n) : 0;
+}
+
 /* Park while the queue is full (block mode) and no shutdown is asked. */
 static bool queue_still_full(void *arg)
 {
@@ -554,15 +559,14 @@ int sp_server_handle_request(struct sp_server *s, int timeout_ms)
 
     if (s->listen_fd < 0)
         return -ECANCELED; /* serve_forever has run and closed the listener */
+    const bool udp = s->cfg.udp;
+
     while (!stopping(s)) {
-        int rc = s->cfg.udp ? udp_serve_one(s) : accept_one(s, &c);
-        if (rc == 0 && s->cfg.udp)
+        int rc = udp ? udp_serve_one(s) : accept_one(s, &c);
+        if (rc == 0 && !udp && server_verify(s, c.fd, &c.addr, c.addr_len, c.accepted_ns))
+            s->kind->serve_direct(s, &c);
+        if (rc == 0)
             return 0;
-        if (rc == 0) {
-            if (server_verify(s, c.fd, &c.addr, c.addr_len, c.accepted_ns))
-                s->kind->serve_direct(s, &c);
-            return 0;
-        }
         int left = timeout_ms < 0 ? -1 : clock_ms_until(deadline);
         if (left == 0) {
             if (s->cfg.handle_timeout != NULL)

@@ -19,6 +19,10 @@
 /* Everything this header declares is the library's public interface; the rest is hidden. */
 #pragma GCC visibility push(default)
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Smallest worker stack: the built-in handler keeps its 64 KiB buffer there. */
 #define SP_MIN_STACK (128 * 1024)
 
@@ -149,6 +153,7 @@ struct sp_config {
                                * threads; thread and fork: unused, 1) */
     unsigned queue;           /* queue capacity, >= 1 */
     int backlog;              /* listen(2) backlog */
+    bool reuseport;           /* SO_REUSEPORT: several servers share the address (TCP, UDP) */
     double idle_timeout;      /* seconds without input before closing; 0 = never */
     double send_timeout;      /* seconds a pending reply may wait for the peer; 0 = never */
     double drain_timeout;     /* seconds shutdown waits for connections in progress */
@@ -243,6 +248,10 @@ const struct sp_config *sp_server_config(const struct sp_server *s);
 /* The bound port, in host order. */
 uint16_t sp_server_port(const struct sp_server *s);
 
+/* Connections each event loop holds now (mux mode): fills out[0, min(n, loops)) and returns
+ * the number of loops; 0 in the other modes. Safe from any thread while the server runs. */
+unsigned sp_server_worker_conns(const struct sp_server *s, uint64_t *out, unsigned n);
+
 /* Copy the counters to out. Safe from any thread while the server runs. */
 void sp_server_stats(const struct sp_server *s, struct sp_stats *out);
 
@@ -308,6 +317,10 @@ void sp_reader_init(struct sp_reader *r, struct sp_request *req);
 ssize_t sp_readline(struct sp_reader *r, char *line, size_t max);
 
 const char *sp_version(void); /* the library's version at run time, e.g. "1.0.0" */
+#ifdef __cplusplus
+}
+#endif
+
 #pragma GCC visibility pop
 
 #endif

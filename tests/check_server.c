@@ -1027,6 +1027,37 @@ START_TEST(counters_live)
 }
 END_TEST
 
+/* Per-loop gauges (mux): the connections held add up to what the server serves; the other
+ * modes have no loops to report. */
+START_TEST(worker_gauges)
+{
+    uint64_t per[8] = {0}, sum = 0;
+    struct sp_config c;
+    unsigned n;
+    int fds[3];
+
+    test_config(&c);
+    start(&c);
+    for (int i = 0; i < 3; i++) {
+        fds[i] = tu_connect(srv.port);
+        tu_roundtrip(fds[i], "g", 1);
+    }
+    n = sp_server_worker_conns(srv.s, per, 8);
+    for (unsigned i = 0; i < n && i < 8; i++)
+        sum += per[i];
+    if (g_mode == SP_MODE_MUX) {
+        ck_assert_uint_eq(n, sp_server_config(srv.s)->workers);
+        ck_assert_uint_eq(sum, 3);
+    } else {
+        ck_assert_uint_eq(n, 0);
+    }
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    WAIT_STAT(completed, 3);
+    stop(NULL);
+}
+END_TEST
+
 START_TEST(rejected_counted_before_close)
 {
     struct sp_config c;
@@ -1239,6 +1270,7 @@ static void add_mode(Suite *s, enum sp_mode mode)
     tcase_add_test(api, counters_add_up);
     tcase_add_test(api, counters_live);
     tcase_add_test(api, rejected_counted_before_close);
+    tcase_add_test(api, worker_gauges);
     tcase_add_test(life, drain_lets_clients_finish);
     tcase_add_test(life, drain_deadline_cuts_silent_client);
     tcase_add_test(life, second_shutdown_cuts_at_once);

@@ -17,6 +17,10 @@
  * its own event, so no recv ever ends in EAGAIN, which edge-triggered epoll would need), one
  * sendmsg of the header and the payload without a copy, one timer move in the thread's heap.
  *
+ * NOTE: each turn handles the events before the timers, so a reply already queued when a late
+ * thread wakes (a busy machine) counts as answered, with its whole latency, even past its
+ * deadline: the client cannot tell when it arrived, and calling it lost would blame the server.
+ *
  * The end: no new datagram; each one in flight is waited for until its own deadline, so the
  * end never makes a datagram lost; a reply then is verified but not counted (as TCP's drain).
  *

@@ -415,17 +415,18 @@ START_TEST(real_server_messages)
 }
 END_TEST
 
-/* -d with a size range: every reply verified, nothing lost; the server answered every datagram
- * the client sent: the counted ones and at most one in flight per socket at the end. */
+/* -d with a size range over two threads: every reply verified, nothing lost; the server answered
+ * every datagram the client sent: the counted ones and at most one in flight per socket at the end.
+ */
 START_TEST(real_server_duration)
 {
     const char *sargs[] = {"--udp", NULL};
     struct tu_proc s;
 
     tu_server_start(&s, sargs);
-    const char *args[] = {"load",   "--udp", "-p",  port_str(s.port),  "-c", "16",     "-s",
-                          "8-1400", "-d",    "0.5", "--reply-timeout", "5s", "--json", "-",
-                          NULL};
+    const char *args[] = {
+        "load",   "--udp", "-p",  port_str(s.port),  "-c", "16",     "-t", "2", "-s",
+        "8-1400", "-d",    "0.5", "--reply-timeout", "5s", "--json", "-",  NULL};
     struct result *r = run_client(args, 30000);
     server_stop(&s);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
@@ -449,9 +450,9 @@ START_TEST(real_server_series)
     int intervals = 0;
 
     tu_server_start(&s, sargs);
-    const char *args[] = {"load", "--udp", "-p",  port_str(s.port), "-c", "4",          "-s",
-                          "100",  "-d",    "0.5", "--json-stream",  "-",  "--interval", "0.1",
-                          NULL};
+    const char *args[] = {
+        "load", "--udp", "-p",  port_str(s.port), "-c", "4",          "-t",  "2", "-s",
+        "100",  "-d",    "0.5", "--json-stream",  "-",  "--interval", "0.1", NULL};
     struct result *r = run_client(args, 30000);
     server_stop(&s);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
@@ -473,9 +474,9 @@ END_TEST
 START_TEST(drops_counted_lost)
 {
     struct fake *f = fake_start(FK_DROP10);
-    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c",    "10",     "-s",
-                          "64",   "-n",    "500", "--reply-timeout", "200ms", "--json", "-",
-                          NULL};
+    const char *args[] = {
+        "load", "--udp", "-p",  port_str(f->port), "-c",    "10",     "-t", "2", "-s",
+        "64",   "-n",    "500", "--reply-timeout", "200ms", "--json", "-",  NULL};
     struct result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);

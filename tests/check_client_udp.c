@@ -483,11 +483,14 @@ START_TEST(drops_counted_lost)
     const char *j = last_json(r->out);
     ck_assert_uint_eq(f->received, 500);
     ck_assert_uint_eq(f->dropped, 50);
-    ck_assert_msg(jres(j, "lost") == 50 && jres(j, "messages") == 450 && jres(j, "late") == 0 &&
+    /* A reply the fake's thread sent after the timeout (a machine busy enough to stall it
+     * 200 ms) is lost too, then late: lost - late is what the fake dropped, whatever the load. */
+    double lost = jres(j, "lost"), late = jres(j, "late");
+    ck_assert_msg(lost == 50 + late && late <= 5 && jres(j, "messages") == 500 - lost &&
                       jres(j, "mismatches") == 0 && jres(j, "total") == 0,
                   "%s", j);
     ck_assert_msg(strstr(r->err, "mismatch") == NULL, "stderr: %s", r->err);
-    ck_assert_msg(strstr(r->out, "50 lost (no reply within 200.00ms)") != NULL, "%s", r->out);
+    ck_assert_msg(strstr(r->out, " lost (no reply within 200.00ms)") != NULL, "%s", r->out);
     free(f);
     free(r);
 }
@@ -503,7 +506,7 @@ START_TEST(fail_on_lost)
     struct result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 4, "exit %d; stderr: %s", r->status, r->err);
-    ck_assert_msg(strstr(r->err, "threshold breached: lost>0 (lost = 4)") != NULL, "stderr: %s",
+    ck_assert_msg(strstr(r->err, "threshold breached: lost>0 (lost = ") != NULL, "stderr: %s",
                   r->err);
     free(f);
     free(r);
@@ -516,21 +519,24 @@ END_TEST
 START_TEST(duplicates_and_late_replies)
 {
     struct fake *f = fake_start(FK_TWICE);
-    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c",   "4",      "-s",
-                          "64",   "-n",    "300", "--reply-timeout", "50ms", "--json", "-",
+    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c",    "4",      "-s",
+                          "64",   "-n",    "300", "--reply-timeout", "100ms", "--json", "-",
                           NULL};
     struct result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
     const char *j = last_json(r->out);
     double lost = jres(j, "lost"), late = jres(j, "late");
-    unsigned long replays = f->doubled + f->released;
+    /* extra: replies the fake sent after their timeout although it did not hold them (a stall
+     * of its thread): lost, then late, like the held ones. */
+    double extra = lost - (double)f->held, replays = (double)(f->doubled + f->released) + extra;
     ck_assert_uint_eq(f->received, 300);
     ck_assert_msg(f->held > 30 && f->doubled > 30 && f->released + 4 >= f->held, "held %lu",
                   f->held);
-    ck_assert_msg(lost == (double)f->held && jres(j, "messages") == 300 - lost, "%s", j);
-    ck_assert_msg(late <= (double)replays && late + 4 >= (double)replays,
-                  "late %g, replies sent again or late %lu: %s", late, replays, j);
+    ck_assert_msg(extra >= 0 && extra <= 5 && jres(j, "messages") == 300 - lost, "held %lu: %s",
+                  f->held, j);
+    ck_assert_msg(late <= replays && late + 4 >= replays,
+                  "late %g, replies sent again or late %g: %s", late, replays, j);
     ck_assert_msg(jres(j, "mismatches") == 0 && jres(j, "total") == 0, "%s", j);
     free(f);
     free(r);
@@ -603,8 +609,11 @@ START_TEST(no_answer_exits_1)
         ck_assert_msg(jres(j, "lost") == 3 && strstr(r->err, "3 datagrams lost") != NULL, "%s / %s",
                       j, r->err);
     else
-        ck_assert_msg(jres(j, "refused") == 3 && strstr(r->err, "3 refused") != NULL, "%s / %s", j,
-                      r->err);
+        /* Linux rate-limits ICMP errors system-wide (net.ipv4.icmp_msgs_per_sec): one that was
+         * not sent leaves its datagram lost instead. */
+        ck_assert_msg(jres(j, "refused") >= 1 && jres(j, "refused") + jres(j, "lost") == 3 &&
+                          strstr(r->err, " refused") != NULL,
+                      "%s / %s", j, r->err);
     ck_assert_msg(jres(j, "starved") == 1, "%s", j);
     free(r);
 }

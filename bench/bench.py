@@ -477,6 +477,8 @@ def parse_args():
                          "results go to BUILD/bench/")
     ap.add_argument("--out", help="results directory (overrides the two above)")
     ap.add_argument("--only", help="comma-separated servers to run (default: all found)")
+    ap.add_argument("--replot", metavar="DIR",
+                    help="no run: write DIR's tables and plots again from DIR/latest.json")
     ap.add_argument("--cases", help="comma-separated case names, e.g. 'rr 64 B x64'")
     ap.add_argument("--baseline", metavar="PATH",
                     help="a sockpool-server built from an earlier commit, measured in pool "
@@ -543,6 +545,21 @@ def write_outputs(opt, res, raw, side, tgt, meta, cases):
     print(md, flush=True)
 
 
+def replot(opt):
+    """--replot DIR: the tables and plots of DIR/latest.json written again by this version
+    of the report code (same run, same figures; goals recomputed)."""
+    with open(os.path.join(opt.replot, "latest.json")) as f:
+        d = json.load(f)
+    known = {c.name: c for c in FULL_CASES + QUICK_CASES}
+    names = {c for cs in d["results"].values() for c in cs}
+    cases = [c for n, c in known.items() if n in names]
+    opt.out, opt.plots = opt.replot, True
+    d["meta"]["failures"] = [f for f in d["meta"]["failures"] if not f.startswith("gnuplot")]
+    write_outputs(opt, d["results"], d["runs"], d["side"],
+                  bench_report.targets(d["results"], d["side"]), d["meta"], cases)
+    return 0
+
+
 def tool_version(argv):
     try:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
@@ -589,6 +606,8 @@ def collect_failures(opt, specs, res, notes):
 def main():
     t0 = time.monotonic()
     opt = parse_args()
+    if opt.replot:
+        return replot(opt)
     started = []
     # A SIGTERM (a CI timeout...) unwinds through the finally below: no server is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

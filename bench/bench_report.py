@@ -209,6 +209,18 @@ def conns_of(case_name):
     return int(case_name.rsplit("x", 1)[1])
 
 
+# One colour per server in every plot (gnuplot's default cycle repeats after eight).
+COLOURS = {"sockpool": "#9400d3", "sockpool-mux": "#009e73", "sockpool-thread": "#56b4e9",
+           "sockpool-fork": "#e69f00", "pool-before": "#888888", "epoll-c": "#0072b2",
+           "go": "#d55e00", "node": "#000000", "python": "#cc79a7", "sockpool-udp": "#7f7f00",
+           "epoll-udp": "#00bfbf"}
+SPARE = ["#8c564b", "#bcbd22", "#17becf", "#ff1493", "#2f4f4f"]
+
+
+def colour(name, i):
+    return COLOURS.get(name) or SPARE[i % len(SPARE)]
+
+
 def line_series(res, tmp, key):
     """Per server, a data file of rr 64 B (TCP) points: `conns value`, with a blank line
     where the server skipped a measured point (gnuplot draws no line across it); and one
@@ -229,7 +241,7 @@ def line_series(res, tmp, key):
                 f.write(f"{x} {r[key]}\n")
                 if r.get("starved"):
                     starved.append(f'{x} {r[key]} "{name}: {r["starved"]:g} of {x:,} starved"')
-        series.append((i + 1, name, path))
+        series.append((colour(name, i), name, path))
     spath = os.path.join(tmp, f"starved.{key}.dat")
     with open(spath, "w") as f:
         f.write("\n".join(starved) + "\n" if starved else "")
@@ -242,8 +254,8 @@ def line_plot(res, tmp, key, out, title, ylabel):
         return ""
     tics = ", ".join(f'"{x:,}" {x}' for x in xs)
     span = f"set xrange [{xs[0] / 1.6}:{xs[-1] * 1.6}]"  # no measured point on an edge
-    curves = [f"'{p}' using 1:2 with linespoints lw 2 pt 7 lt {lt} title '{n}'"
-              for lt, n, p in series]
+    curves = [f"'{p}' using 1:2 with linespoints lw 2 pt 7 lc rgb '{c}' "
+              f"dt {2 if n == 'pool-before' else 1} title '{n}'" for c, n, p in series]
     if spath:
         curves += [f"'{spath}' using 1:2 with points pt 6 ps 3 lw 2 lc rgb 'red' "
                    "title 'some connections starved (never answered)'",

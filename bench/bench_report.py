@@ -341,7 +341,8 @@ set multiplot layout 1,2 title "{MEM_TITLE}"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set key inside top left
+set key inside top left Left reverse samplen 2
+set offsets 0, 0, graph 0.3, 0
 set title 'total at N connections'
 set ylabel 'MiB'
 plot '{path}' using 2:xtic(1) title 'PSS', '' using 3 title 'charge (container)'
@@ -349,6 +350,7 @@ set title 'per held connection: (at N - idle) / N'
 set ylabel 'KiB / connection'
 plot '{path}' using 4:xtic(1) title 'PSS', '' using 5 title 'charge (container)'
 unset multiplot
+set offsets 0, 0, 0, 0
 """
 
 

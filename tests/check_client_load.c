@@ -320,6 +320,11 @@ START_TEST(std_fds_closed)
     static const char *const srv[] = {NULL};
     struct tu_proc s;
 
+    /* NOTE: a wrapper script (make valgrind) gets the closed descriptor for its own script
+     * file, so the client would not start with it closed: nothing to check there. */
+    if (getenv("SOCKPOOL_WRAPPED") != NULL)
+        return;
+
     tu_server_start(&s, srv);
     const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
     int st = run_with_closed(argv, _i, 10000);
@@ -654,7 +659,8 @@ START_TEST(check_command)
     const char *const slow[] = {"check", "-p", port_str(f.port), "--timeout", "300ms", NULL};
     r = run(slow);
     ck_assert_msg(r->status == 1 && strstr(r->err, "no reply within"), "%d %s", r->status, r->err);
-    ck_assert_msg(r->wall_s < 1.4, "took %.2f s", r->wall_s);
+    /* The bound catches a timeout that is not applied; under valgrind starting takes long. */
+    ck_assert_msg(r->wall_s < (getenv("SOCKPOOL_WRAPPED") ? 10 : 1.4), "took %.2f s", r->wall_s);
     fake_stop(&f);
     free(r);
 }
@@ -884,8 +890,10 @@ START_TEST(reconnect_after_kill)
     ck_assert_ptr_nonnull(b);
     tu_server_start(&s, srv);
     snprintf(port, sizeof(port), "%u", s.port);
+    /* Under valgrind (make valgrind) the restarted server takes seconds to answer. */
+    const char *secs = getenv("SOCKPOOL_WRAPPED") != NULL ? "12" : "3";
     const char *const args[] = {"load",       "-p",    port,     "-c", "4",
-                                "-s",         "64",    "-d",     "3",  "--reconnect=20ms:100ms",
+                                "-s",         "64",    "-d",     secs, "--reconnect=20ms:100ms",
                                 "--interval", "100ms", "--json", "-",  NULL};
     bg_start(b, args);
     size_t at = bg_wait_line(b, 0, "msg/s", "s] ", 10000);

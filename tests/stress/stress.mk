@@ -86,7 +86,12 @@ VALGRIND_FLAGS = --leak-check=full --errors-for-leak-kinds=definite --error-exit
 VALGRIND_NATIVE = check_cli check_client check_client_args check_client_load check_client_udp
 # NOTE: check_upper is left out: pure computation on stack buffers (nothing valgrind adds to
 # the ASan run of `make asan`), and over 3 minutes under valgrind.
-VALGRIND_SUITES = $(filter-out %/check_upper,$(CHECK_SUITES))
+# NOTE: the socketserver-family suites are left out too: each runs fork mode, whose pidfd_open
+# valgrind 3.19 does not know (every fork case fails there), their in-process UDP flood and
+# thread cases outrun valgrind's pace within their bounds, and check_examples looks for the
+# examples beside the (wrapped) server. ASan+UBSan and TSan run all of them in make asan/tsan.
+VALGRIND_SKIP   = check_upper check_modes check_unix check_udp check_hooks check_examples
+VALGRIND_SUITES = $(filter-out $(addprefix %/,$(VALGRIND_SKIP)),$(CHECK_SUITES))
 
 .PHONY: valgrind valgrind-build
 valgrind-build: all $(CHECK_SUITES) $(STRESS)

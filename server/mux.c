@@ -73,8 +73,9 @@ struct mux_loop {
     atomic_uint nconns;    /* connections held; read by the acceptor to pick a loop */
     unsigned share;        /* most connections this loop takes */
     struct sp_conn *conns; /* share slots, touched only as they are used */
-    uint32_t *free_idx;    /* stack of free slot indexes */
+    uint32_t *free_idx;    /* stack of freed slot indexes */
     unsigned nfree;
+    unsigned hwm; /* slots [hwm, share) were never used: their pages never touched */
     uint64_t now; /* the coarse clock */
     /* fresh: connections that have sent nothing yet, in accept order (keyed by accept time);
      * idle: the others, keyed by their last input. Both have the idle timeout, and a
@@ -344,7 +345,8 @@ static void join_lists(struct mux_loop *l, struct sp_conn *c)
 static void conn_open(struct mux_loop *l, const struct conn *q)
 {
     struct sp_server *s = l->s;
-    struct sp_conn *c = &l->conns[l->free_idx[--l->nfree]];
+    uint32_t idx = l->nfree > 0 ? l->free_idx[--l->nfree] : l->hwm++;
+    struct sp_conn *c = &l->conns[idx];
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
     int rc;
 
@@ -354,6 +356,7 @@ static void conn_open(struct mux_loop *l, const struct conn *q)
                                  .server = s,
                                  .accepted_ns = q->accepted_ns};
     c->loop = l;
+    c->idx = idx;
     c->state = CONN_OPEN;
     c->error = 0;
     c->data = NULL;
@@ -581,7 +584,7 @@ static bool claim_slot(struct mux *m, unsigned max)
 /* The loop may take one more connection. */
 static bool has_room(const struct mux_loop *l)
 {
-    return l->nfree > 0 && atomic_load_explicit(&l->nconns, memory_order_relaxed) < l->share &&
+    return atomic_load_explicit(&l->nconns, memory_order_relaxed) < l->share &&
            atomic_load(&l->mux->serving) < l->s->max_conns;
 }
 
@@ -619,7 +622,7 @@ static bool adopt(struct mux_loop *l)
 /* Cut every connection this loop holds (the drain deadline passed). */
 static void cut_all(struct mux_loop *l)
 {
-    for (unsigned i = 0; i < l->share; i++)
+    for (unsigned i = 0; i < l->hwm; i++)
         if (l->conns[i].state != CONN_FREE)
             conn_close(&l->conns[i], 0, true);
 }
@@ -711,17 +714,13 @@ static int loop_init(struct sp_server *s, struct mux *m, struct mux_loop *l, uns
     tlist_init(&l->send, c->send_timeout);
     tlist_init(&l->life, c->max_conn_time);
     tlist_init(&l->rate, c->min_rate > 0 ? c->min_rate_window : 0);
-    /* calloc of a large block maps zero pages: slots cost memory only once used. */
+    /* calloc of a large block maps zero pages: slots cost memory only once used, which is why
+     * they are handed out from hwm up and never initialized ahead. */
     l->conns = calloc(l->share, sizeof(*l->conns));
     l->free_idx = malloc(l->share * sizeof(*l->free_idx));
     l->rbuf = malloc(READ_BUF);
     if (l->conns == NULL || l->free_idx == NULL || l->rbuf == NULL)
         return -ENOMEM;
-    for (unsigned k = 0; k < l->share; k++) {
-        l->conns[k].idx = k;
-        l->free_idx[k] = l->share - 1 - k; /* lowest index first: fewer pages touched */
-    }
-    l->nfree = l->share;
     if ((l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
         (l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         return -errno;

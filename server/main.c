@@ -28,6 +28,8 @@
 
 struct options {
     struct sp_config cfg;
+    char bind_host[256]; /* -b's host once a :PORT is split off */
+    bool port_given;     /* -p was given */
     const char *port_file;
     const char *metrics; /* --metrics HOST:PORT, NULL when off */
     bool quiet;
@@ -58,10 +60,10 @@ static void usage(FILE *f)
             "                          the kernel spreading connections (or datagrams) over them\n"
             "  -w, --workers N         pool: worker threads, 1..100000 [128]; mux: event-loop\n"
             "                          threads [online CPUs]\n"
-            "      --max-conns N       connections served at once; pool: = workers; mux:\n"
-            "                          spread over the loops, 1..1000000 [10000]\n"
+            "      --max-conns N       connections served at once, 1..1000000; pool: = workers;\n"
+            "                          mux: spread over the loops [10000]; thread, fork [1024]\n"
             "  -q, --queue N           accepted connections waiting for a worker [1024]\n"
-            "      --backlog N         listen(2) backlog [1024]\n"
+            "      --backlog N         listen(2) backlog [net.core.somaxconn]\n"
             "      --idle-timeout SEC  close a connection silent for SEC, 0 = never [120]\n"
             "      --send-timeout SEC  close a connection not reading its reply for SEC,\n"
             "                          0 = never [30]\n"
@@ -88,7 +90,8 @@ static void usage(FILE *f)
             "  -h, --help              this help\n"
             "  -V, --version           the version\n"
             "\n"
-            "SEC may have decimals (0.5). Signals: SIGINT/SIGTERM stop accepting and drain\n"
+            "SEC may have decimals (0.5) or a unit (250ms, 2s, 1m). -b also takes HOST:PORT\n"
+            "and [V6]:PORT. Signals: SIGINT/SIGTERM stop accepting and drain\n"
             "(a second one cuts the drain short); SIGQUIT stops at once, cutting connections\n"
             "in progress (no core dump); SIGUSR1 prints the counters; SIGHUP is ignored (one\n"
             "log line), so closing the terminal does not stop the server. Exit status: 0\n"
@@ -100,8 +103,9 @@ static double seconds(const char *opt, const char *v)
 {
     double d = 0;
 
-    if (parse_seconds(v, MAX_SECONDS, &d) < 0)
-        cli_usage_error("%s: not a duration in seconds (0..31536000): '%s'", opt, v);
+    if (parse_duration(v, MAX_SECONDS, &d) < 0)
+        cli_usage_error("%s: not a duration (seconds, or with us/ms/s/m; at most 365 days): '%s'",
+                        opt, v);
     return d;
 }
 
@@ -187,7 +191,10 @@ static void set_option(struct options *o, int c, const char *v)
 
     switch (c) {
     case 'b': cfg->host = v; break;
-    case 'p': cfg->port = (uint16_t)cli_number("--port", v, 0, 65535); break;
+    case 'p':
+        cfg->port = (uint16_t)cli_number("--port", v, 0, 65535);
+        o->port_given = true;
+        break;
     case 'w': cfg->workers = (unsigned)cli_number("--workers", v, 1, 100000); break;
     case OPT_MAX_CONNS: cfg->max_conns = (unsigned)cli_number("--max-conns", v, 1, 1000000); break;
     case 'q': cfg->queue = (unsigned)cli_number("--queue", v, 1, 1000000); break;
@@ -245,6 +252,38 @@ static void set_option(struct options *o, int c, const char *v)
     }
 }
 
+/* -b HOST:PORT and -b [V6]:PORT: the port, unless -p gave one too (then both must agree). */
+static void split_bind(struct options *o)
+{
+    uint16_t port;
+    int has_port = 0;
+
+    if (strncmp(o->cfg.host, "unix:", 5) == 0)
+        return;
+    if (parse_hostport(o->cfg.host, o->bind_host, sizeof(o->bind_host), &port, &has_port) < 0)
+        cli_usage_error("--bind: not HOST, HOST:PORT or [V6]:PORT: '%s'", o->cfg.host);
+    o->cfg.host = o->bind_host;
+    if (!has_port)
+        return;
+    if (o->port_given && port != o->cfg.port)
+        cli_usage_error("--bind gives port %u and --port %u: say it once", port, o->cfg.port);
+    o->cfg.port = port;
+}
+
+/* Capacity flags that contradict each other are bad usage, not a runtime failure. */
+static void check_capacity(const struct options *o)
+{
+    const struct sp_config *c = &o->cfg;
+
+    if (c->udp && c->mode != SP_MODE_POOL)
+        cli_usage_error("--udp runs its own datagram workers: drop --mode");
+    if (c->mode == SP_MODE_POOL && !c->udp && c->workers != 0 && c->max_conns != 0 &&
+        c->workers != c->max_conns)
+        cli_usage_error("--max-conns %u and --workers %u: in pool mode each worker serves one "
+                        "connection, give one of them",
+                        c->max_conns, c->workers);
+}
+
 static void parse_args(int argc, char **argv, struct options *o)
 {
     struct sockaddr_storage ss;
@@ -269,6 +308,8 @@ static void parse_args(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         cli_usage_error("unexpected argument '%s'", argv[optind]);
+    split_bind(o);
+    check_capacity(o);
     if (net_unix_addr(o->cfg.host, &ss, &len) < 0 &&
         parse_addr(o->cfg.host, o->cfg.port, &ss, &len) < 0)
         cli_usage_error("--bind: not a numeric IPv4 or IPv6 address nor unix:PATH: '%s'",

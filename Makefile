@@ -53,7 +53,7 @@ SO_LDFLAGS   = -pthread -shared -Wl,-soname,$(SONAME) $(if $(SANFLAGS),,-Wl,-z,d
 COMMON_SRCS := common/cli.c common/log.c common/net.c common/parse.c common/upper.c
 # The library: the server's sources plus the common ones it needs (never cli.c).
 LIB_SRCS    := server/server.c server/pool.c server/mux.c server/queue.c server/handler.c \
-               server/wake.c server/account.c server/slog.c server/version.c server/watch.c \
+               server/wake.c server/account.c server/slog.c server/version.c server/watch.c server/spawn.c \
                server/thread.c server/fork.c server/udp.c server/lines.c server/allow.c \
                server/listener.c
 LIB_COMMON  := common/log.c common/net.c common/parse.c common/upper.c

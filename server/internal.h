@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -70,6 +71,23 @@ struct sp_server {
     dev_t unix_dev;
     ino_t unix_ino;
 };
+
+/* Starting a kind's threads (spawn.c): spawn_begin, spawn_one for each, spawn_end. */
+struct spawn {
+    pthread_attr_t attr; /* the configured stack size */
+    sigset_t old;        /* the caller's signal mask, restored by spawn_end */
+};
+
+/* Block every signal in the calling thread (the new threads inherit the mask) and prepare
+ * the attributes. Returns 0 or a pthread error number. */
+int spawn_begin(struct sp_server *s, struct spawn *sp);
+
+/* Start fn(arg) into *tid, counted in s->live. Returns 0 or a pthread error number. */
+int spawn_one(struct sp_server *s, struct spawn *sp, pthread_t *tid, void *(*fn)(void *),
+              void *arg);
+
+/* Restore the caller's signal mask and free the attributes. */
+void spawn_end(struct spawn *sp);
 
 /* The last thread of a kind is gone: wake the drain. */
 static inline void kind_exited(struct sp_server *s)

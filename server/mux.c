@@ -8,7 +8,6 @@
  * epoll_wait return: no timer syscall per message. The acceptor writes a loop's eventfd only
  * when that loop is about to sleep. */
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -747,27 +746,18 @@ static void loop_wake(struct mux_loop *l)
     (void)!write(l->evfd, &one, sizeof(one)); /* EAGAIN: the counter is already non-zero */
 }
 
-/* Start the loops with every signal blocked: signals reach the process through one fd. */
+/* Start the loops (spawn.c blocks every signal in them). */
 static int start_loops(struct sp_server *s, struct mux *m)
 {
-    sigset_t all, old;
-    pthread_attr_t attr;
-    int rc;
+    struct spawn sp;
+    int rc = spawn_begin(s, &sp);
 
-    if ((rc = pthread_attr_init(&attr)) != 0)
+    if (rc != 0)
         return rc;
-    rc = pthread_attr_setstacksize(&attr, s->cfg.stack_size);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (m->n = 0; rc == 0 && m->n < s->cfg.workers; m->n++) {
-        atomic_fetch_add(&s->live, 1);
-        if ((rc = pthread_create(&m->loops[m->n].tid, &attr, loop_main, &m->loops[m->n])) != 0) {
-            atomic_fetch_sub(&s->live, 1);
+    for (m->n = 0; m->n < s->cfg.workers; m->n++)
+        if ((rc = spawn_one(s, &sp, &m->loops[m->n].tid, loop_main, &m->loops[m->n])) != 0)
             break;
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    spawn_end(&sp);
     return rc;
 }
 

@@ -1,6 +1,5 @@
 /* pool.c - the pool worker kind: a fixed set of threads, each popping one connection at a
  * time and running the blocking handler on it until it ends. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,34 +85,18 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int start_one(struct sp_server *s, struct pool_worker *w, const pthread_attr_t *attr)
-{
-    int rc;
-
-    atomic_fetch_add(&s->live, 1);
-    rc = pthread_create(&w->tid, attr, worker_main, w);
-    if (rc != 0)
-        atomic_fetch_sub(&s->live, 1);
-    return rc;
-}
-
-/* Start the threads with every signal blocked: signals reach the process through one fd. */
+/* Start the worker threads (spawn.c blocks every signal in them). */
 static int start_threads(struct sp_server *s, struct pool *p)
 {
-    sigset_t all, old;
-    pthread_attr_t attr;
-    int rc;
+    struct spawn sp;
+    int rc = spawn_begin(s, &sp);
 
-    if ((rc = pthread_attr_init(&attr)) != 0)
+    if (rc != 0)
         return rc;
-    rc = pthread_attr_setstacksize(&attr, s->cfg.stack_size);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (p->n = 0; rc == 0 && p->n < s->cfg.workers; p->n++)
-        if ((rc = start_one(s, &p->workers[p->n], &attr)) != 0)
+    for (p->n = 0; p->n < s->cfg.workers; p->n++)
+        if ((rc = spawn_one(s, &sp, &p->workers[p->n].tid, worker_main, &p->workers[p->n])) != 0)
             break;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    spawn_end(&sp);
     return rc;
 }
 

@@ -551,7 +551,8 @@ START_TEST(load_closed_while_connecting)
     /* A spinning client burns about its whole wall time. A share, not an absolute bound: under
      * valgrind the client's start alone costs ~0.4 s of CPU. (The connect timeout stays under
      * the 1 s SYN retransmission, which would let a dropped connection in.) */
-    ck_assert_msg(cpu < 0.5 * r->wall_s, "the client burnt %.2f s of CPU waiting for %.2f s", cpu,
+    double share = getenv("SOCKPOOL_WRAPPED") != NULL ? 0.8 : 0.5; /* valgrind's start: more */
+    ck_assert_msg(cpu < share * r->wall_s, "the client burnt %.2f s of CPU waiting for %.2f s", cpu,
                   r->wall_s);
     ck_assert_msg(jres(r->json, "connect_timeouts") >= 1, "%s", r->json);
     ck_assert_msg(jres(r->json, "short_replies") == 0, "%s", r->json);

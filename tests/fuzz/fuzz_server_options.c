@@ -25,7 +25,8 @@ static void check_config(const struct options *o)
     struct sockaddr_storage ss;
     socklen_t len;
 
-    FUZZ_CHECK(c->workers >= 1 && c->workers <= 100000, "workers %u", c->workers);
+    /* 0: the mode's default, chosen by the library. */
+    FUZZ_CHECK(c->workers <= 100000, "workers %u", c->workers);
     FUZZ_CHECK(c->queue >= 1 && c->queue <= 1000000, "queue %u", c->queue);
     FUZZ_CHECK(c->backlog >= 1 && c->backlog <= 65535, "backlog %d", c->backlog);
     FUZZ_CHECK(c->idle_timeout >= 0 && c->idle_timeout <= MAX_SECONDS, "idle %g", c->idle_timeout);
@@ -34,7 +35,8 @@ static void check_config(const struct options *o)
                c->drain_timeout);
     FUZZ_CHECK(c->on_full == SP_ON_FULL_BLOCK || c->on_full == SP_ON_FULL_REJECT, "on_full %d",
                (int)c->on_full);
-    FUZZ_CHECK(c->host != NULL && parse_addr(c->host, c->port, &ss, &len) == 0,
+    FUZZ_CHECK(c->host != NULL && (net_unix_addr(c->host, &ss, &len) == 0 ||
+                                   parse_addr(c->host, c->port, &ss, &len) == 0),
                "accepted a bind address that does not parse");
 }
 

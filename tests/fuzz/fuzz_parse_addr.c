@@ -18,20 +18,21 @@
 static bool ref_pton(int af, const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
-    char tmp[INET6_ADDRSTRLEN + 2];
+    char tmp[INET6_ADDRSTRLEN];
     size_t n = strlen(host);
-    char *zone;
+    const char *zone;
 
     if (af == AF_INET6 && n >= 2 && host[0] == '[' && host[n - 1] == ']') {
         host++;
         n -= 2;
     }
+    /* The zone is cut before the length is judged: only the address part must fit. */
+    if (af == AF_INET6 && (zone = memchr(host, '%', n)) != NULL)
+        n = (size_t)(zone - host);
     if (n >= sizeof(tmp))
         return false;
     memcpy(tmp, host, n);
     tmp[n] = '\0';
-    if (af == AF_INET6 && (zone = strchr(tmp, '%')) != NULL)
-        *zone = '\0';
     return inet_pton(af, tmp, buf) == 1;
 }
 

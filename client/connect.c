@@ -225,6 +225,9 @@ static bool retry_in_run(struct worker *w, struct conn *c, int e, uint64_t now)
         return false;
     if (o->mode == LOAD_CRR) {
         count_connect_error(w, e);
+        /* The failed attempt used its message: -n N ends after N attempts, even when no
+         * server ever answers. */
+        c->claimed = false;
         c->attempts = 0;
         retry_later(w, c, now + CRR_RETRY_NS);
         return true;

@@ -28,6 +28,14 @@ $(CLIENT_LIB): $(CLIENT_OBJS)
 $(CLIENT): $(BUILD)/client/main.o $(CLIENT_LIB) $(LIB)
 	$(CC) $(ALL_LDFLAGS) $(BUILD)/client/main.o $(filter %.a,$^) -lm -o $@
 
+# The suites that run the client share tests/clientutil.c (their own link rule, as in
+# tests/family.mk: clientutil.o comes before the libraries).
+CLIENT_RUN_SUITES := check_client check_client_load check_client_udp
+$(CLIENT_RUN_SUITES:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/tests/%.o \
+  $(BUILD)/tests/clientutil.o $(BUILD)/tests/testutil.o $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $^ $(CHECK_LIBS) -o $@
+.SECONDARY: $(BUILD)/tests/clientutil.o
+
 # The client's suites include the client's private headers.
 CLIENT_TEST_OBJS = $(patsubst %,$(BUILD)/tests/%.o,check_histogram check_payload \
                      check_client_args check_client check_client_load check_client_units \

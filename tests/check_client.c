@@ -22,6 +22,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "clientutil.h"
 #include "clock.h"
 #include "engine.h"
 #include "net.h"
@@ -30,88 +31,28 @@
 #include "testutil.h"
 #include "upper.h"
 
-#define OUTCAP (64 * 1024)
-#define MAX_ARGS 32
-
 /* ---- helpers: running the client, reading its JSON ---- */
 
-struct result {
-    int status; /* exit status, or -1 if it had to be killed */
-    double wall_s;
-    char out[OUTCAP], err[OUTCAP];
-    const char *json; /* the JSON line inside out, or NULL */
-};
-
-/* The JSON line: the only line of stdout starting with '{', and the last one. */
-static const char *find_json(const char *out)
+/* Run the client with args (NULL-terminated) and stdin from in. Its JSON (r->json) must be
+ * the only line of stdout that starts with '{', and the last. */
+static struct cu_result *run_client(const char *const args[], const void *in, size_t inlen,
+                                    int timeout_ms)
 {
-    const char *line = out, *found = NULL;
+    struct cu_result *r = cu_run(args, in, inlen, NULL, timeout_ms);
 
-    while (*line) {
-        const char *nl = strchr(line, '\n');
-        if (*line == '{') {
-            ck_assert_msg(found == NULL, "two JSON lines in:\n%s", out);
-            found = line;
-            ck_assert_msg(nl != NULL && nl[1] == '\0', "JSON is not the last line:\n%s", out);
-        }
-        line = nl ? nl + 1 : line + strlen(line);
+    for (const char *line = r->out; r->json != NULL && line < r->json;) {
+        ck_assert_msg(*line != '{', "two JSON lines in:\n%s", r->out);
+        line = strchr(line, '\n') + 1; /* a line before r->json ends in a newline */
     }
-    return found;
-}
-
-/* Run the client with args (NULL-terminated) and stdin from in. */
-static struct result *run_client(const char *const args[], const void *in, size_t inlen,
-                                 int timeout_ms)
-{
-    struct result *r = calloc(1, sizeof(*r));
-    const char *argv[MAX_ARGS];
-    uint64_t t0 = clock_now_ns();
-    int n = 0;
-
-    ck_assert_ptr_nonnull(r);
-    argv[n++] = tu_client_path();
-    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int st = tu_run(argv, in, inlen, r->out, sizeof(r->out), r->err, sizeof(r->err), timeout_ms);
-    r->wall_s = (double)(clock_now_ns() - t0) / 1e9;
-    ck_assert_msg(st != -1, "client still running after %d ms; stderr: %s", timeout_ms, r->err);
-    ck_assert_msg(WIFEXITED(st), "client killed by signal %d", WTERMSIG(st));
-    r->status = WEXITSTATUS(st);
-    r->json = find_json(r->out);
+    ck_assert_msg(r->json == NULL || strchr(r->json, '\n') == r->json + strlen(r->json) - 1,
+                  "JSON is not the last line:\n%s", r->out);
     return r;
-}
-
-/* The number after "key": at its first occurrence at or after from; NAN for null. */
-static double jnum_from(const char *json, const char *from, const char *key)
-{
-    char pat[64];
-    const char *p;
-    char *end;
-
-    ck_assert_ptr_nonnull(json);
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    p = strstr(from ? from : json, pat);
-    ck_assert_msg(p != NULL, "no \"%s\" in %s", key, json);
-    p += strlen(pat);
-    if (strncmp(p, "null", 4) == 0)
-        return NAN;
-    double v = strtod(p, &end);
-    ck_assert_msg(end != p && (*end == ',' || *end == '}'), "\"%s\" is not a number in %s", key,
-                  json);
-    return v;
 }
 
 /* A parameter (inside "params"). */
 static double jparam(const char *json, const char *key)
 {
-    return jnum_from(json, strstr(json, "\"params\""), key);
-}
-
-/* A result (after the parameters, where every key is unique). */
-static double jres(const char *json, const char *key)
-{
-    return jnum_from(json, strstr(json, "\"elapsed_s\""), key);
+    return cu_jget(json, strstr(json, "\"params\""), key);
 }
 
 /* The checks every load JSON passes: balanced, complete, self-consistent. */
@@ -130,43 +71,35 @@ static void check_json_sane(const char *json)
     ck_assert_int_eq(depth, 0);
     ck_assert_ptr_nonnull(strstr(json, "\"version\":\"1.0.0\""));
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
-        total += jres(json, errs[i]);
-    ck_assert(jres(json, "total") == total);
-    ck_assert(jres(json, "requested") == jparam(json, "conns"));
-    ck_assert(jres(json, "connected") <= jres(json, "requested"));
-    ck_assert(jres(json, "client_cpu_s") >= 0);
-    if (jres(json, "messages") > 0) {
-        double el = jres(json, "elapsed_s"), msgs = jres(json, "messages");
+        total += cu_jres(json, errs[i]);
+    ck_assert(cu_jres(json, "total") == total);
+    ck_assert(cu_jres(json, "requested") == jparam(json, "conns"));
+    ck_assert(cu_jres(json, "connected") <= cu_jres(json, "requested"));
+    ck_assert(cu_jres(json, "client_cpu_s") >= 0);
+    if (cu_jres(json, "messages") > 0) {
+        double el = cu_jres(json, "elapsed_s"), msgs = cu_jres(json, "messages");
         ck_assert(el > 0);
-        ck_assert(fabs(jres(json, "msgs_per_s") - msgs / el) <= 0.01 * msgs / el + 0.01);
-        ck_assert(jres(json, "min") <= jres(json, "p50"));
-        ck_assert(jres(json, "p50") <= jres(json, "p90"));
-        ck_assert(jres(json, "p90") <= jres(json, "p99"));
-        ck_assert(jres(json, "p99") <= jres(json, "p999"));
-        ck_assert(jres(json, "p999") <= jres(json, "max"));
-        ck_assert(jres(json, "mean") >= jres(json, "min") &&
-                  jres(json, "mean") <= jres(json, "max"));
-        ck_assert(jres(json, "min") > 0);
+        ck_assert(fabs(cu_jres(json, "msgs_per_s") - msgs / el) <= 0.01 * msgs / el + 0.01);
+        ck_assert(cu_jres(json, "min") <= cu_jres(json, "p50"));
+        ck_assert(cu_jres(json, "p50") <= cu_jres(json, "p90"));
+        ck_assert(cu_jres(json, "p90") <= cu_jres(json, "p99"));
+        ck_assert(cu_jres(json, "p99") <= cu_jres(json, "p999"));
+        ck_assert(cu_jres(json, "p999") <= cu_jres(json, "max"));
+        ck_assert(cu_jres(json, "mean") >= cu_jres(json, "min") &&
+                  cu_jres(json, "mean") <= cu_jres(json, "max"));
+        ck_assert(cu_jres(json, "min") > 0);
     }
 }
 
 /* Assert a clean load run: exit 0, no error of any kind, every connection served. */
-static void check_clean(const struct result *r, double conns)
+static void check_clean(const struct cu_result *r, double conns)
 {
     ck_assert_msg(r->status == 0, "exit %d, stderr: %s\nstdout: %s", r->status, r->err, r->out);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "total") == 0);
-    ck_assert(jres(r->json, "messages") > 0);
-    ck_assert(jres(r->json, "connected") == conns);
-    ck_assert(jres(r->json, "starved") == 0);
-}
-
-static char port_buf[16];
-
-static const char *port_str(uint16_t port)
-{
-    snprintf(port_buf, sizeof(port_buf), "%u", port);
-    return port_buf;
+    ck_assert(cu_jres(r->json, "total") == 0);
+    ck_assert(cu_jres(r->json, "messages") > 0);
+    ck_assert(cu_jres(r->json, "connected") == conns);
+    ck_assert(cu_jres(r->json, "starved") == 0);
 }
 
 /* Start argv with the given descriptors as stdin, stdout and stderr, SIGPIPE at its default
@@ -208,18 +141,19 @@ START_TEST(load_rr)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p", port_str(s.port), "-c", "8", "-s", "64",
-                                "-d",   "1",  "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(s.port), "-c", "8", "-s", "64", "-d", "1", "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 8);
-    double msgs = jres(r->json, "messages"), bytes = jres(r->json, "bytes");
+    double msgs = cu_jres(r->json, "messages"), bytes = cu_jres(r->json, "bytes");
     /* Every completed message is SIZE verified bytes; at most one partial reply per
      * connection is cut by the deadline. */
     ck_assert(bytes >= msgs * 64 && bytes < (msgs + 8) * 64);
     /* The upper bound catches a run that overshoots its deadline, with room for a loaded
      * 2-core machine. */
-    ck_assert(jres(r->json, "elapsed_s") >= 1.0 && jres(r->json, "elapsed_s") < 5.0);
-    ck_assert(fabs(jres(r->json, "mb_per_s") - bytes / jres(r->json, "elapsed_s") / 1e6) < 0.01);
+    ck_assert(cu_jres(r->json, "elapsed_s") >= 1.0 && cu_jres(r->json, "elapsed_s") < 5.0);
+    ck_assert(fabs(cu_jres(r->json, "mb_per_s") - bytes / cu_jres(r->json, "elapsed_s") / 1e6) <
+              0.01);
     ck_assert(jparam(r->json, "size") == 64 && jparam(r->json, "duration_s") == 1.0);
     ck_assert(isnan(jparam(r->json, "rate")) && isnan(jparam(r->json, "window")));
     ck_assert(jparam(r->json, "threads") >= 1 && jparam(r->json, "threads") <= 8);
@@ -238,11 +172,14 @@ START_TEST(load_stream)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p", port_str(s.port), "-c",     "2",      "-s", "65536",
-                                "-d",   "1",  "--mode",         "stream", "--json", "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {"load",   "-p",     cu_port_str(s.port),
+                                "-c",     "2",      "-s",
+                                "65536",  "-d",     "1",
+                                "--mode", "stream", "--json",
+                                "-",      NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 2);
-    ck_assert(jres(r->json, "bytes") >= jres(r->json, "messages") * 65536);
+    ck_assert(cu_jres(r->json, "bytes") >= cu_jres(r->json, "messages") * 65536);
     ck_assert(jparam(r->json, "window") == 262144);
     ck_assert_ptr_nonnull(strstr(r->json, "\"mode\":\"stream\""));
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -259,12 +196,12 @@ START_TEST(load_stream_small_window)
 
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load", "-p",     port_str(s.port), "-c",       "3",    "-s",     "1000", "-n",
-        "3000", "--mode", "stream",         "--window", "1777", "--json", "-",    NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+        "load",   "-p",     cu_port_str(s.port), "-c",   "3",      "-s", "1000", "-n", "3000",
+        "--mode", "stream", "--window",          "1777", "--json", "-",  NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 3);
-    ck_assert(jres(r->json, "messages") == 3000);
-    ck_assert(jres(r->json, "bytes") == 3000000);
+    ck_assert(cu_jres(r->json, "messages") == 3000);
+    ck_assert(cu_jres(r->json, "bytes") == 3000000);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
 }
@@ -279,11 +216,11 @@ START_TEST(load_stream_window_capped)
 
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load",  "-p",     port_str(s.port), "-c",       "1",      "-s",     "1", "-n",
-        "20000", "--mode", "stream",         "--window", "100000", "--json", "-", NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+        "load",   "-p",     cu_port_str(s.port), "-c",     "1",      "-s", "1", "-n", "20000",
+        "--mode", "stream", "--window",          "100000", "--json", "-",  NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 1);
-    ck_assert(jres(r->json, "messages") == 20000);
+    ck_assert(cu_jres(r->json, "messages") == 20000);
     ck_assert_msg(jparam(r->json, "window") == 4096, "window %g", jparam(r->json, "window"));
     ck_assert_msg(strstr(r->out, "window       4096 bytes") != NULL, "%s", r->out);
     ck_assert_msg(strstr(r->out, "capped") != NULL, "%s", r->out);
@@ -299,12 +236,15 @@ START_TEST(load_messages)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c", "4", "-t", "3", "-s", "1000",
-                                "-n",   "501", "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {"load", "-p",  cu_port_str(s.port),
+                                "-c",   "4",   "-t",
+                                "3",    "-s",  "1000",
+                                "-n",   "501", "--json",
+                                "-",    NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 4);
-    ck_assert(jres(r->json, "messages") == 501);
-    ck_assert(jres(r->json, "bytes") == 501000);
+    ck_assert(cu_jres(r->json, "messages") == 501);
+    ck_assert(cu_jres(r->json, "bytes") == 501000);
     ck_assert(jparam(r->json, "messages") == 501 && isnan(jparam(r->json, "duration_s")));
     ck_assert(jparam(r->json, "threads") == 3);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -321,21 +261,27 @@ START_TEST(load_rate)
     tu_server_start(&s, srv);
     /* 200 messages at 400/s: the last is due 0.4975 s after the first, however fast the
      * server (a closed loop would finish in milliseconds). */
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",  "4",      "-s", "64",
-                                "-n",   "200", "--rate",         "400", "--json", "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {"load",   "-p",  cu_port_str(s.port),
+                                "-c",     "4",   "-s",
+                                "64",     "-n",  "200",
+                                "--rate", "400", "--json",
+                                "-",      NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 4);
-    ck_assert(jres(r->json, "messages") == 200);
-    ck_assert_msg(jres(r->json, "elapsed_s") >= 0.4975, "%g s", jres(r->json, "elapsed_s"));
+    ck_assert(cu_jres(r->json, "messages") == 200);
+    ck_assert_msg(cu_jres(r->json, "elapsed_s") >= 0.4975, "%g s", cu_jres(r->json, "elapsed_s"));
     ck_assert(jparam(r->json, "rate") == 400);
     ck_assert_ptr_nonnull(strstr(r->out, "open loop"));
     free(r);
     /* With a deadline: at most the 400 sends due within 1 s. */
-    const char *const timed[] = {"load", "-p", port_str(s.port), "-c",  "4",      "-s", "64",
-                                 "-d",   "1",  "--rate",         "400", "--json", "-",  NULL};
+    const char *const timed[] = {"load",   "-p",  cu_port_str(s.port),
+                                 "-c",     "4",   "-s",
+                                 "64",     "-d",  "1",
+                                 "--rate", "400", "--json",
+                                 "-",      NULL};
     r = run_client(timed, NULL, 0, 30000);
     check_clean(r, 4);
-    ck_assert_msg(jres(r->json, "messages") <= 400, "%g messages", jres(r->json, "messages"));
+    ck_assert_msg(cu_jres(r->json, "messages") <= 400, "%g messages", cu_jres(r->json, "messages"));
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
 }
@@ -350,20 +296,24 @@ START_TEST(load_rate_behind)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",      "1",      "-s", "64",
-                                "-d",   "0.3", "--rate",         "1000000", "--json", "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p",     cu_port_str(s.port), "-c",     "1", "-s", "64", "-d",
+        "0.3",  "--rate", "1000000",           "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") != NULL, "%s", r->out);
-    ck_assert_msg(jres(r->json, "unsent") > 0, "%s", r->json);
+    ck_assert_msg(cu_jres(r->json, "unsent") > 0, "%s", r->json);
     free(r);
     /* A rate the server keeps up with (a reply within 50 ms): no such line. */
-    const char *const easy[] = {"load", "-p",  port_str(s.port), "-c", "1",      "-s", "64",
-                                "-d",   "0.3", "--rate",         "20", "--json", "-",  NULL};
+    const char *const easy[] = {"load",   "-p", cu_port_str(s.port),
+                                "-c",     "1",  "-s",
+                                "64",     "-d", "0.3",
+                                "--rate", "20", "--json",
+                                "-",      NULL};
     r = run_client(easy, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->out, "never sent") == NULL, "%s", r->out);
-    ck_assert_msg(jres(r->json, "unsent") == 0, "%s", r->json);
+    ck_assert_msg(cu_jres(r->json, "unsent") == 0, "%s", r->json);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
 }
@@ -377,17 +327,18 @@ START_TEST(load_starved)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p", port_str(s.port), "-c", "8", "-s", "64",
-                                "-d",   "1",  "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(s.port), "-c", "8", "-s", "64", "-d", "1", "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "connected") == 8);
-    ck_assert_msg(jres(r->json, "starved") == 6, "starved %g", jres(r->json, "starved"));
-    ck_assert(jres(r->json, "total") == 0);
+    ck_assert(cu_jres(r->json, "connected") == 8);
+    ck_assert_msg(cu_jres(r->json, "starved") == 6, "starved %g", cu_jres(r->json, "starved"));
+    ck_assert(cu_jres(r->json, "total") == 0);
     /* Deadline plus a margin for a loaded 2-core machine: these catch a hang on the starved
      * connections, not a slow scheduler. */
-    ck_assert_msg(jres(r->json, "elapsed_s") < 5.0, "elapsed %g s", jres(r->json, "elapsed_s"));
+    ck_assert_msg(cu_jres(r->json, "elapsed_s") < 5.0, "elapsed %g s",
+                  cu_jres(r->json, "elapsed_s"));
     ck_assert_msg(r->wall_s < 6.0, "took %.1f s", r->wall_s);
     ck_assert_ptr_nonnull(strstr(r->out, "6 starved"));
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -404,16 +355,17 @@ START_TEST(load_json_file)
 
     ck_assert_int_ge(fd, 0);
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c", "2", "-s", "10",
-                                "-n",   "100", "--json",         path, NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(s.port), "-c", "2", "-s", "10", "-n", "100", "--json",
+        path,   NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     ck_assert_int_eq(r->status, 0);
     ck_assert_ptr_null(r->json); /* not on stdout */
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(buf[n - 1], '\n');
     check_json_sane(buf);
-    ck_assert(jres(buf, "messages") == 100);
+    ck_assert(cu_jres(buf, "messages") == 100);
     close(fd);
     unlink(path);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -429,9 +381,10 @@ START_TEST(load_ipv6)
     if (!tu_ipv6_available())
         return; /* NOTE: no ::1 on this machine; the IPv4 cases cover the rest */
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-H", "::1", "-p",  port_str(s.port), "-c", "2",
-                                "-s",   "64", "-n",  "200", "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {"load", "-H",     "::1", "-p", cu_port_str(s.port),
+                                "-c",   "2",      "-s",  "64", "-n",
+                                "200",  "--json", "-",   NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     check_clean(r, 2);
     ck_assert_ptr_nonnull(strstr(r->json, "\"host\":\"::1\""));
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -453,8 +406,17 @@ START_TEST(load_stdout_closed)
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
     close(out[0]);
-    const char *const argv[] = {
-        tu_client_path(), "load", "-p", port_str(s.port), "-c", "1", "-s", "64", "-n", "10", NULL};
+    const char *const argv[] = {tu_client_path(),
+                                "load",
+                                "-p",
+                                cu_port_str(s.port),
+                                "-c",
+                                "1",
+                                "-s",
+                                "64",
+                                "-n",
+                                "10",
+                                NULL};
     pid_t pid = spawn_fds(argv, in, out[1], err[1]);
     close(in);
     close(out[1]);
@@ -541,10 +503,10 @@ START_TEST(load_closed_while_connecting)
 
     idle_closer_start(&ic);
     const char *const args[] = {
-        "load", "-p",  port_str(ic.port),   "-c",  "5",      "-t", "1", "-s", "64",
-        "-d",   "0.1", "--connect-timeout", "0.9", "--json", "-",  NULL};
+        "load", "-p",  cu_port_str(ic.port), "-c",  "5",      "-t", "1", "-s", "64",
+        "-d",   "0.1", "--connect-timeout",  "0.9", "--json", "-",  NULL};
     double cpu0 = children_cpu_s();
-    struct result *r = run_client(args, NULL, 0, 30000);
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     double cpu = children_cpu_s() - cpu0;
     idle_closer_stop(&ic);
     check_json_sane(r->json);
@@ -554,9 +516,9 @@ START_TEST(load_closed_while_connecting)
     double share = getenv("SOCKPOOL_WRAPPED") != NULL ? 0.8 : 0.5; /* valgrind's start: more */
     ck_assert_msg(cpu < share * r->wall_s, "the client burnt %.2f s of CPU waiting for %.2f s", cpu,
                   r->wall_s);
-    ck_assert_msg(jres(r->json, "connect_timeouts") >= 1, "%s", r->json);
-    ck_assert_msg(jres(r->json, "short_replies") == 0, "%s", r->json);
-    ck_assert_msg(jres(r->json, "closed") >= 1, "%s", r->json);
+    ck_assert_msg(cu_jres(r->json, "connect_timeouts") >= 1, "%s", r->json);
+    ck_assert_msg(cu_jres(r->json, "short_replies") == 0, "%s", r->json);
+    ck_assert_msg(cu_jres(r->json, "closed") >= 1, "%s", r->json);
     free(r);
 }
 END_TEST
@@ -663,14 +625,14 @@ START_TEST(detects_echo_server)
     struct fake f;
 
     fake_start(&f, FAKE_ECHO, 0);
-    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
-                                "-d",   "20", "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(f.port), "-c", "1", "-s", "64", "-d", "20", "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     fake_stop(&f);
     ck_assert_int_eq(r->status, 3);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "mismatches") == 1);
-    ck_assert(jres(r->json, "messages") == 0);
+    ck_assert(cu_jres(r->json, "mismatches") == 1);
+    ck_assert(cu_jres(r->json, "messages") == 0);
     ck_assert_ptr_nonnull(strstr(r->err, "mismatch"));
     /* The only connection was closed at the mismatch: the run did not wait for -d 20. */
     ck_assert_msg(r->wall_s < 10.0, "took %.1f s", r->wall_s);
@@ -684,14 +646,14 @@ START_TEST(detects_one_corrupted_byte)
     struct fake f;
 
     fake_start(&f, FAKE_CORRUPT, 4 * 64 + 17);
-    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
-                                "-d",   "20", "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(f.port), "-c", "1", "-s", "64", "-d", "20", "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     fake_stop(&f);
     ck_assert_msg(r->status == 3, "exit %d: %s", r->status, r->err);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "mismatches") == 1);
-    ck_assert(jres(r->json, "messages") == 4);
+    ck_assert(cu_jres(r->json, "mismatches") == 1);
+    ck_assert(cu_jres(r->json, "messages") == 4);
     ck_assert_msg(strstr(r->err, "at reply byte 273") != NULL, "%s", r->err);
     free(r);
 }
@@ -702,16 +664,16 @@ START_TEST(detects_short_reply)
     struct fake f;
 
     fake_start(&f, FAKE_SHORT, 0);
-    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "1", "-s", "64",
-                                "-d",   "20", "--json",         "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(f.port), "-c", "1", "-s", "64", "-d", "20", "--json", "-", NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     fake_stop(&f);
     ck_assert_msg(r->status == 1, "exit %d: %s", r->status, r->err);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "short_replies") == 1);
-    ck_assert(jres(r->json, "mismatches") == 0);
-    ck_assert(jres(r->json, "messages") == 0);
-    ck_assert(jres(r->json, "bytes") == 32); /* the half that came was right */
+    ck_assert(cu_jres(r->json, "short_replies") == 1);
+    ck_assert(cu_jres(r->json, "mismatches") == 0);
+    ck_assert(cu_jres(r->json, "messages") == 0);
+    ck_assert(cu_jres(r->json, "bytes") == 32); /* the half that came was right */
     free(r);
 }
 END_TEST
@@ -740,16 +702,27 @@ START_TEST(load_unreachable)
     char want[64];
     bool crr = _i == 1;
 
-    const char *const args[] = {"load", "-p",   port_str(port), "-c", "2", "-s", "64",
-                                crr ? "-n" : "-d", crr ? "3" : "20", "--mode", crr ? "crr" : "rr",
-                                "--json", "-",  NULL};
-    struct result *r = run_client(args, NULL, 0, 30000);
+    const char *const args[] = {"load",
+                                "-p",
+                                cu_port_str(port),
+                                "-c",
+                                "2",
+                                "-s",
+                                "64",
+                                crr ? "-n" : "-d",
+                                crr ? "3" : "20",
+                                "--mode",
+                                crr ? "crr" : "rr",
+                                "--json",
+                                "-",
+                                NULL};
+    struct cu_result *r = run_client(args, NULL, 0, 30000);
     snprintf(want, sizeof(want), "127.0.0.1:%u", port);
     ck_assert_int_eq(r->status, 1);
     ck_assert_msg(strstr(r->err, want) && strstr(r->err, "refused"), "stderr: %s", r->err);
     check_json_sane(r->json);
-    ck_assert(jres(r->json, "connected") == 0);
-    ck_assert_msg(jres(r->json, "refused") == (crr ? 3 : 2), "%s", r->json);
+    ck_assert(cu_jres(r->json, "connected") == 0);
+    ck_assert_msg(cu_jres(r->json, "refused") == (crr ? 3 : 2), "%s", r->json);
     /* The retries are short: the run did not wait for -d 20. */
     ck_assert_msg(r->wall_s < 10.0, "took %.1f s", r->wall_s);
     close(fd);
@@ -811,8 +784,8 @@ START_TEST(pipe_hello)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"-p", port_str(s.port), NULL};
-    struct result *r = run_client(args, "hello\n", 6, 30000);
+    const char *const args[] = {"-p", cu_port_str(s.port), NULL};
+    struct cu_result *r = run_client(args, "hello\n", 6, 30000);
     ck_assert_int_eq(r->status, 0);
     ck_assert_str_eq(r->out, "HELLO\n");
     ck_assert_str_eq(r->err, "");
@@ -881,7 +854,7 @@ START_TEST(pipe_binary)
     tu_random_bytes(data, len, &seed);
     write_file(in, data, len);
     tu_server_start(&s, srv);
-    const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
+    const char *const argv[] = {tu_client_path(), "-p", cu_port_str(s.port), NULL};
     int st = run_files(argv, in, out, 60000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
     ck_assert_int_eq(stat(out, &sb), 0);
@@ -914,8 +887,8 @@ START_TEST(pipe_reply_cut_short)
     struct fake f;
 
     fake_start(&f, FAKE_HALF, 0);
-    const char *const args[] = {"-p", port_str(f.port), NULL};
-    struct result *r = run_client(args, "hello world\n", 12, 30000);
+    const char *const args[] = {"-p", cu_port_str(f.port), NULL};
+    struct cu_result *r = run_client(args, "hello world\n", 12, 30000);
     fake_stop(&f);
     ck_assert_str_eq(r->out, "HELLO ");
     ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
@@ -923,7 +896,7 @@ START_TEST(pipe_reply_cut_short)
     free(r);
     /* And a reply longer than the input (a server that is not sockpool's). */
     fake_start(&f, FAKE_BANNER, 0);
-    const char *const other[] = {"-p", port_str(f.port), NULL};
+    const char *const other[] = {"-p", cu_port_str(f.port), NULL};
     r = run_client(other, "hello\n", 6, 30000);
     fake_stop(&f);
     ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
@@ -946,7 +919,7 @@ START_TEST(pipe_stdout_closed)
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
     close(out[0]); /* no reader: the client's first write to stdout fails with EPIPE */
-    const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
+    const char *const argv[] = {tu_client_path(), "-p", cu_port_str(s.port), NULL};
     pid_t pid = spawn_fds(argv, in[0], out[1], err[1]);
     close(in[0]);
     close(out[1]);
@@ -971,8 +944,8 @@ START_TEST(pipe_unreachable)
     int fd = closed_port(&port);
     char want[64];
 
-    const char *const args[] = {"-p", port_str(port), NULL};
-    struct result *r = run_client(args, "x", 1, 30000);
+    const char *const args[] = {"-p", cu_port_str(port), NULL};
+    struct cu_result *r = run_client(args, "x", 1, 30000);
     snprintf(want, sizeof(want), "127.0.0.1:%u", port);
     ck_assert_int_eq(r->status, 1);
     ck_assert_msg(strstr(r->err, want) && strstr(r->err, "refused"), "stderr: %s", r->err);
@@ -1007,8 +980,8 @@ START_TEST(pipe_connect_timeout_tiny)
     uint16_t port;
     int held, lfd = full_listener(&port, &held);
 
-    const char *const args[] = {"-p", port_str(port), "--connect-timeout", "0.0001", NULL};
-    struct result *r = run_client(args, "x", 1, 10000);
+    const char *const args[] = {"-p", cu_port_str(port), "--connect-timeout", "0.0001", NULL};
+    struct cu_result *r = run_client(args, "x", 1, 10000);
     ck_assert_msg(r->status == 1, "exit %d, stderr: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "timed out") != NULL, "stderr: %s", r->err);
     close(held);
@@ -1028,7 +1001,7 @@ struct pty_child {
 
 static void pty_start(struct pty_child *p, uint16_t port)
 {
-    const char *argv[] = {tu_client_path(), "-p", port_str(port), NULL};
+    const char *argv[] = {tu_client_path(), "-p", cu_port_str(port), NULL};
     const char *name;
 
     memset(p, 0, sizeof(*p));

@@ -4,9 +4,7 @@
  * failures, --fail-on thresholds that must trip, --warmup, --ramp, the time series, the open
  * loop's two latencies, size distributions, the .hgrm export, `check`, --reconnect against a
  * server killed mid-run, crr's connects, --raw.
- *
- * NOTE: run_client and the JSON readers repeat check_client.c's small helpers: testutil is
- * shared with the server's suites and these read the client's JSON only. */
+ */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clientutil.h"
 #include "clock.h"
 #include "net.h"
 #include "parse.h"
@@ -33,91 +32,9 @@
 #include "testutil.h"
 #include "upper.h"
 
-#define OUTCAP (256 * 1024)
-#define MAX_ARGS 40
-
-struct result {
-    int status;
-    double wall_s;
-    char out[OUTCAP], err[OUTCAP];
-};
-
-/* Run the client with args (NULL-terminated), stdin from in; o: spawn settings or NULL. */
-static struct result *run_opts(const char *const args[], const char *in,
-                               const struct tu_spawn_opts *o, int timeout_ms)
+static struct cu_result *run(const char *const args[])
 {
-    struct result *r = calloc(1, sizeof(*r));
-    const char *argv[MAX_ARGS];
-    uint64_t t0 = clock_now_ns();
-    int n = 0;
-
-    ck_assert_ptr_nonnull(r);
-    argv[n++] = tu_client_path();
-    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int st = tu_run_opts(argv, in, in ? strlen(in) : 0, r->out, sizeof(r->out), r->err,
-                         sizeof(r->err), timeout_ms, o);
-    r->wall_s = (double)(clock_now_ns() - t0) / 1e9;
-    ck_assert_msg(st != -1, "client still running after %d ms; stderr: %s", timeout_ms, r->err);
-    ck_assert_msg(WIFEXITED(st), "client killed by signal %d", WTERMSIG(st));
-    r->status = WEXITSTATUS(st);
-    return r;
-}
-
-static struct result *run(const char *const args[])
-{
-    return run_opts(args, NULL, NULL, 30000);
-}
-
-/* The last line of out that starts with '{' (the summary). */
-static const char *last_json(const char *out)
-{
-    const char *found = NULL;
-
-    for (const char *line = out; *line;) {
-        const char *nl = strchr(line, '\n');
-        if (*line == '{')
-            found = line;
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    ck_assert_msg(found != NULL, "no JSON in:\n%s", out);
-    return found;
-}
-
-/* The number after "key": (first occurrence after from); NAN for null. */
-static double jget(const char *json, const char *from, const char *key)
-{
-    char pat[64], *end;
-    const char *p;
-
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    p = strstr(from ? from : json, pat);
-    ck_assert_msg(p != NULL, "no \"%s\" in %s", key, json);
-    p += strlen(pat);
-    if (strncmp(p, "null", 4) == 0)
-        return NAN;
-    double v = strtod(p, &end);
-    ck_assert_msg(end != p, "\"%s\" is not a number in %.300s", key, json);
-    return v;
-}
-
-/* A result (after the parameters). */
-static double jres(const char *json, const char *key)
-{
-    return jget(json, strstr(json, "\"elapsed_s\""), key);
-}
-
-static char ports[4][16];
-
-/* The decimal text of port, in one of four rotating buffers. */
-static const char *port_str(uint16_t port)
-{
-    static int next;
-    char *b = ports[next++ % 4];
-
-    snprintf(b, sizeof(ports[0]), "%u", port);
-    return b;
+    return cu_run(args, NULL, 0, NULL, 30000);
 }
 
 /* The number after "word " in the server's final counters line. */
@@ -267,10 +184,10 @@ START_TEST(graceful_end_no_resets)
 
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load",       "-p",         port_str(s.port), "-c",         "32",
-        "-n",         "640",        modes[_i][0],     modes[_i][1], modes[_i][2],
-        modes[_i][3], modes[_i][4], modes[_i][5],     NULL};
-    struct result *r = run(args);
+        "load",       "-p",         cu_port_str(s.port), "-c",         "32",
+        "-n",         "640",        modes[_i][0],        modes[_i][1], modes[_i][2],
+        modes[_i][3], modes[_i][4], modes[_i][5],        NULL};
+    struct cu_result *r = run(args);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     ck_assert_msg(server_counter(&s, "resets") == 0, "the server saw resets: %s", s.errlog);
@@ -326,7 +243,7 @@ START_TEST(std_fds_closed)
         return;
 
     tu_server_start(&s, srv);
-    const char *const argv[] = {tu_client_path(), "-p", port_str(s.port), NULL};
+    const char *const argv[] = {tu_client_path(), "-p", cu_port_str(s.port), NULL};
     int st = run_with_closed(argv, _i, 10000);
     ck_assert_msg(st != -1, "the client did not end with fd %d closed", _i);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -345,9 +262,9 @@ START_TEST(outputs_checked_first)
 
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load", "-p",     port_str(s.port),         "-c", "1", "-s", "64", "-d",
+        "load", "-p",     cu_port_str(s.port),      "-c", "1", "-s", "64", "-d",
         "30",   opts[_i], "/nonexistent/dir/x.out", NULL};
-    struct result *r = run(args);
+    struct cu_result *r = run(args);
     ck_assert_msg(r->status == 1, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "/nonexistent/dir/x.out") && strstr(r->err, opts[_i]), "%s",
                   r->err);
@@ -363,9 +280,9 @@ START_TEST(short_replies_named)
     struct fake f;
 
     fake_start(&f, FK_SHORT, 0);
-    const char *const args[] = {"load", "-p", port_str(f.port), "-c", "4", "-s", "64", "-d",
+    const char *const args[] = {"load", "-p", cu_port_str(f.port), "-c", "4", "-s", "64", "-d",
                                 "20",   NULL};
-    struct result *r = run(args);
+    struct cu_result *r = run(args);
     fake_stop(&f);
     ck_assert_msg(r->status == 1, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "4 short replies") != NULL, "%s", r->err);
@@ -385,12 +302,12 @@ START_TEST(local_limit_named)
 
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load", "-p",        port_str(s.port), "-c", "200", "-s", "64", "-d", "0.3", "--json",
-        "-",    "--fail-on", "unconnected>0",  NULL};
-    struct result *r = run_opts(args, NULL, &lim, 30000);
-    const char *j = last_json(r->out);
+        "load", "-p",        cu_port_str(s.port), "-c", "200", "-s", "64", "-d", "0.3", "--json",
+        "-",    "--fail-on", "unconnected>0",     NULL};
+    struct cu_result *r = cu_run(args, NULL, 0, &lim, 30000);
+    const char *j = cu_last_json(r->out);
     ck_assert_msg(r->status == 4, "exit %d: %s", r->status, r->err);
-    ck_assert_msg(jres(j, "local") > 0 && jres(j, "other") == 0, "%s", j);
+    ck_assert_msg(cu_jres(j, "local") > 0 && cu_jres(j, "other") == 0, "%s", j);
     ck_assert_msg(strstr(r->err, "descriptor limit") && strstr(r->err, "of 200 connections"), "%s",
                   r->err);
     ck_assert_msg(strstr(r->err, "unconnected>0") != NULL, "%s", r->err);
@@ -409,17 +326,17 @@ START_TEST(fail_on_trips)
 
     fake_start(&f, FK_SLOW, 5);
     const char *const tight[] = {
-        "load", "-p",        port_str(f.port),   "-c", "2", "-s", "64", "-n",
-        "20",   "--fail-on", "errors>0,p50>2ms", NULL};
-    struct result *r = run(tight);
+        "load", "-p",        cu_port_str(f.port), "-c", "2", "-s", "64", "-n",
+        "20",   "--fail-on", "errors>0,p50>2ms",  NULL};
+    struct cu_result *r = run(tight);
     ck_assert_msg(r->status == 4, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "threshold breached: p50>2ms (p50 = ") != NULL, "%s", r->err);
     ck_assert_msg(strstr(r->err, "errors>0") == NULL, "a threshold that holds is named: %s",
                   r->err);
     free(r);
     const char *const loose[] = {
-        "load", "-p", port_str(f.port), "-c",     "2",         "-s",       "64",
-        "-n",   "20", "--fail-on",      "p50>1s", "--fail-on", "rate<1/s", NULL};
+        "load", "-p", cu_port_str(f.port), "-c",     "2",         "-s",       "64",
+        "-n",   "20", "--fail-on",         "p50>1s", "--fail-on", "rate<1/s", NULL};
     r = run(loose);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     free(r);
@@ -434,19 +351,10 @@ START_TEST(fail_on_rate_and_starved)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load",
-                                "-p",
-                                port_str(s.port),
-                                "-c",
-                                "3",
-                                "-s",
-                                "64",
-                                "-d",
-                                "0.3",
-                                "--fail-on",
-                                "rate<1000000000,starved>0",
-                                NULL};
-    struct result *r = run(args);
+    const char *const args[] = {
+        "load", "-p",        cu_port_str(s.port),         "-c", "3", "-s", "64", "-d",
+        "0.3",  "--fail-on", "rate<1000000000,starved>0", NULL};
+    struct cu_result *r = run(args);
     ck_assert_msg(r->status == 4, "exit %d: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "rate<1000000000") && strstr(r->err, "starved>0 (starved = 2)"),
                   "%s", r->err);
@@ -464,18 +372,18 @@ START_TEST(warmup_not_counted)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",    port_str(s.port), "-c",  "2",      "-s", "100",
-                                "-d",   "300ms", "--warmup",       "0.3", "--json", "-",  NULL};
-    struct result *r = run(args);
-    const char *j = last_json(r->out);
+    const char *const args[] = {"load", "-p",    cu_port_str(s.port), "-c",  "2",      "-s", "100",
+                                "-d",   "300ms", "--warmup",          "0.3", "--json", "-",  NULL};
+    struct cu_result *r = run(args);
+    const char *j = cu_last_json(r->out);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
-    ck_assert_msg(jres(j, "elapsed_s") >= 0.3 && jres(j, "elapsed_s") < 0.55, "%s", j);
-    ck_assert(jget(j, NULL, "warmup_s") == 0.3);
+    ck_assert_msg(cu_jres(j, "elapsed_s") >= 0.3 && cu_jres(j, "elapsed_s") < 0.55, "%s", j);
+    ck_assert(cu_jget(j, NULL, "warmup_s") == 0.3);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     /* Warm-up bytes reached the server, but not the figures (the warm-up's rate varies on a
      * loaded machine: only more, not twice as much). */
-    ck_assert_msg(server_counter(&s, "in") > jres(j, "bytes") * 1.05, "server %ld, client %g",
-                  server_counter(&s, "in"), jres(j, "bytes"));
+    ck_assert_msg(server_counter(&s, "in") > cu_jres(j, "bytes") * 1.05, "server %ld, client %g",
+                  server_counter(&s, "in"), cu_jres(j, "bytes"));
     free(r);
 }
 END_TEST
@@ -486,15 +394,18 @@ START_TEST(ramp_spreads_connects)
     struct fake f;
 
     fake_start(&f, FK_UPPER, 0);
-    const char *const args[] = {
-        "load", "-p",  port_str(f.port), "-c",  "5",      "-t", "1", "-s", "64",
-        "-d",   "0.8", "--ramp",         "0.5", "--json", "-",  NULL};
-    struct result *r = run(args);
-    const char *j = last_json(r->out);
+    const char *const args[] = {"load", "-p",     cu_port_str(f.port),
+                                "-c",   "5",      "-t",
+                                "1",    "-s",     "64",
+                                "-d",   "0.8",    "--ramp",
+                                "0.5",  "--json", "-",
+                                NULL};
+    struct cu_result *r = run(args);
+    const char *j = cu_last_json(r->out);
     fake_stop(&f);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_uint_eq(atomic_load(&f.accepted), 5);
-    ck_assert(jres(j, "connected") == 5 && jres(j, "total") == 0);
+    ck_assert(cu_jres(j, "connected") == 5 && cu_jres(j, "total") == 0);
     /* The fifth is due 0.4 s after the first. */
     double spread = (double)(f.accept_ns[4] - f.accept_ns[0]) / 1e9;
     ck_assert_msg(spread >= 0.35, "connects within %.3f s", spread);
@@ -508,16 +419,16 @@ START_TEST(time_series)
 {
     static const char *const srv[] = {"--quiet", NULL};
     char path[] = "/tmp/sockpool-series-XXXXXX";
-    static char buf[OUTCAP];
+    static char buf[CU_OUTCAP];
     struct tu_proc s;
     int fd = mkstemp(path);
 
     ck_assert_int_ge(fd, 0);
     tu_server_start(&s, srv);
     const char *const args[] = {
-        "load",       "-p",    port_str(s.port), "-c", "2", "-s", "64", "-d", "1",
-        "--interval", "250ms", "--json-stream",  path, NULL};
-    struct result *r = run(args);
+        "load",       "-p",    cu_port_str(s.port), "-c", "2", "-s", "64", "-d", "1",
+        "--interval", "250ms", "--json-stream",     path, NULL};
+    struct cu_result *r = run(args);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     ck_assert_int_gt(n, 0);
@@ -526,11 +437,12 @@ START_TEST(time_series)
     double sum = 0;
     for (const char *p = buf; (p = strstr(p, "{\"interval\":")) != NULL; p++, lines++) {
         ck_assert_msg(strstr(p, "\"hist_ns\":[[") != NULL, "%s", p);
-        sum += jget(p, p, "messages");
+        sum += cu_jget(p, p, "messages");
     }
     ck_assert_msg(lines >= 4 && lines <= 6, "%u intervals:\n%s", lines, buf);
-    const char *j = last_json(buf);
-    ck_assert_msg(sum == jres(j, "messages"), "intervals %g, summary %g", sum, jres(j, "messages"));
+    const char *j = cu_last_json(buf);
+    ck_assert_msg(sum == cu_jres(j, "messages"), "intervals %g, summary %g", sum,
+                  cu_jres(j, "messages"));
     ck_assert_msg(strstr(r->out, "msg/s  p50 ") != NULL, "%s", r->out);
     close(fd);
     unlink(path);
@@ -548,16 +460,19 @@ START_TEST(rate_two_latencies)
     struct fake f;
 
     fake_start(&f, FK_SLOW, 5);
-    const char *const args[] = {"load", "-p",  port_str(f.port), "-c",  "1",      "-s", "64",
-                                "-d",   "0.5", "--rate",         "400", "--json", "-",  NULL};
-    struct result *r = run(args);
-    const char *j = last_json(r->out);
+    const char *const args[] = {"load",   "-p",  cu_port_str(f.port),
+                                "-c",     "1",   "-s",
+                                "64",     "-d",  "0.5",
+                                "--rate", "400", "--json",
+                                "-",      NULL};
+    struct cu_result *r = run(args);
+    const char *j = cu_last_json(r->out);
     fake_stop(&f);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     const char *sent = strstr(j, "\"latency_from_send_us\":{");
     ck_assert_msg(sent != NULL, "%s", j);
-    double from_intended = jget(j, strstr(j, "\"latency_us\""), "p90");
-    double from_sent = jget(j, sent, "p90");
+    double from_intended = cu_jget(j, strstr(j, "\"latency_us\""), "p90");
+    double from_sent = cu_jget(j, sent, "p90");
     ck_assert_msg(from_sent >= 4000 && from_intended > 2 * from_sent, "intended %g, sent %g us",
                   from_intended, from_sent);
     ck_assert_msg(strstr(r->out, "from send(us)") != NULL, "%s", r->out);
@@ -575,15 +490,16 @@ START_TEST(size_distributions)
     struct tu_proc s;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c", "3", "-s", specs[_i],
-                                "-n",   "400", "--json",         "-",  NULL};
-    struct result *r = run(args);
-    const char *j = last_json(r->out);
-    ck_assert_msg(r->status == 0 && jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
-    double mean = jres(j, "mean_size");
+    const char *const args[] = {
+        "load", "-p", cu_port_str(s.port), "-c", "3", "-s", specs[_i], "-n", "400", "--json",
+        "-",    NULL};
+    struct cu_result *r = run(args);
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(r->status == 0 && cu_jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
+    double mean = cu_jres(j, "mean_size");
     ck_assert_msg(mean >= mean_lo[_i] && mean <= mean_hi[_i], "%s: mean %g", specs[_i], mean);
-    ck_assert(jres(j, "bytes") >= 400 * lo[_i] && jres(j, "bytes") <= 400 * hi[_i]);
-    ck_assert(fabs(jres(j, "bytes") - 400 * mean) < 1);
+    ck_assert(cu_jres(j, "bytes") >= 400 * lo[_i] && cu_jres(j, "bytes") <= 400 * hi[_i]);
+    ck_assert(fabs(cu_jres(j, "bytes") - 400 * mean) < 1);
     ck_assert_msg(strstr(j, "\"sizes\":\"") != NULL, "%s", j);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(r);
@@ -600,9 +516,10 @@ START_TEST(hgrm_file)
 
     ck_assert_int_ge(fd, 0);
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p", port_str(s.port), "-c",     "2",  "-s",
-                                "64",   "-n", "1000",           "--hist", path, NULL};
-    struct result *r = run(args);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(s.port), "-c", "2", "-s", "64", "-n", "1000", "--hist",
+        path,   NULL};
+    struct cu_result *r = run(args);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     ck_assert_int_gt(n, 0);
@@ -638,8 +555,8 @@ START_TEST(check_command)
     struct fake f;
 
     tu_server_start(&s, srv);
-    const char *const ok[] = {"check", "-H", "127.0.0.1", "-p", port_str(s.port), NULL};
-    struct result *r = run(ok);
+    const char *const ok[] = {"check", "-H", "127.0.0.1", "-p", cu_port_str(s.port), NULL};
+    struct cu_result *r = run(ok);
     ck_assert_msg(r->status == 0 && strncmp(r->out, "ok 127.0.0.1:", 13) == 0, "%d %s %s",
                   r->status, r->out, r->err);
     ck_assert_str_eq(r->err, "");
@@ -647,7 +564,7 @@ START_TEST(check_command)
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     /* An echo server is not a sockpool server: byte 0x61 ('a') comes back unchanged. */
     fake_start(&f, FK_ECHO, 0);
-    const char *const echo[] = {"check", "-p", port_str(f.port), "--timeout", "2s", NULL};
+    const char *const echo[] = {"check", "-p", cu_port_str(f.port), "--timeout", "2s", NULL};
     r = run(echo);
     fake_stop(&f);
     ck_assert_msg(r->status == 1 && strstr(r->err, "reply byte 97 is 0x61, want 0x41"), "%d %s",
@@ -656,7 +573,7 @@ START_TEST(check_command)
     free(r);
     /* A server too slow for the timeout. */
     fake_start(&f, FK_SLOW, 1500);
-    const char *const slow[] = {"check", "-p", port_str(f.port), "--timeout", "300ms", NULL};
+    const char *const slow[] = {"check", "-p", cu_port_str(f.port), "--timeout", "300ms", NULL};
     r = run(slow);
     ck_assert_msg(r->status == 1 && strstr(r->err, "no reply within"), "%d %s", r->status, r->err);
     /* The bound catches a timeout that is not applied; under valgrind starting takes long. */
@@ -672,8 +589,8 @@ START_TEST(raw_pipe)
     struct fake f;
 
     fake_start(&f, FK_ECHO, 0);
-    const char *const raw[] = {"-p", port_str(f.port), "--raw", NULL};
-    struct result *r = run_opts(raw, "hello\n", NULL, 10000);
+    const char *const raw[] = {"-p", cu_port_str(f.port), "--raw", NULL};
+    struct cu_result *r = cu_run(raw, "hello\n", 6, NULL, 10000);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_str_eq(r->out, "hello\n");
     free(r);
@@ -692,7 +609,7 @@ START_TEST(host_port_in_one)
     tu_server_start(&s, srv4);
     snprintf(hp, sizeof(hp), "127.0.0.1:%u", s.port);
     const char *const a4[] = {"-H", hp, NULL};
-    struct result *r = run_opts(a4, "abc", NULL, 10000);
+    struct cu_result *r = cu_run(a4, "abc", 3, NULL, 10000);
     ck_assert_msg(r->status == 0 && strcmp(r->out, "ABC") == 0, "%d %s", r->status, r->err);
     free(r);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
@@ -738,12 +655,12 @@ START_TEST(load_over_unix_socket)
     const char *const args[] = {
         "load",   "-H", bind, "-c", "2", "-s", "64", "-n", "200", "--mode", _i ? "crr" : "rr",
         "--json", "-",  NULL};
-    struct result *r = run(args);
+    struct cu_result *r = run(args);
     kill(pid, SIGTERM);
     ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
-    const char *j = last_json(r->out);
-    ck_assert_msg(r->status == 0 && jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
-    ck_assert(jres(j, "messages") == 200);
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(r->status == 0 && cu_jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
+    ck_assert(cu_jres(j, "messages") == 200);
     ck_assert_msg(strstr(j, "\"host\":\"unix:") && strstr(j, "s\\\"q.sock\""), "%s", j);
     unlink(path);
     rmdir(dir);
@@ -762,32 +679,39 @@ START_TEST(crr_connects_counted)
     struct fake f;
 
     tu_server_start(&s, srv);
-    const char *const args[] = {"load", "-p",  port_str(s.port), "-c",  "4",      "-s", "64",
-                                "-d",   "0.3", "--mode",         "crr", "--json", "-",  NULL};
-    struct result *r = run(args);
-    const char *j = last_json(r->out);
-    ck_assert_msg(r->status == 0 && jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
+    const char *const args[] = {"load",   "-p",  cu_port_str(s.port),
+                                "-c",     "4",   "-s",
+                                "64",     "-d",  "0.3",
+                                "--mode", "crr", "--json",
+                                "-",      NULL};
+    struct cu_result *r = run(args);
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(r->status == 0 && cu_jres(j, "total") == 0, "exit %d: %s", r->status, r->err);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
-    ck_assert_msg(jres(j, "connects") >= jres(j, "messages") && jres(j, "messages") >= 10, "%s", j);
+    ck_assert_msg(cu_jres(j, "connects") >= cu_jres(j, "messages") && cu_jres(j, "messages") >= 10,
+                  "%s", j);
     /* The server may also have accepted the connects still in flight at the end (at most one
      * per connection), which the client closed without counting. */
     long accepted = server_counter(&s, "accepted");
-    ck_assert_msg(accepted >= (long)jres(j, "connects") &&
-                      accepted <= (long)jres(j, "connects") + 4,
-                  "server %ld, client %g", accepted, jres(j, "connects"));
-    ck_assert_msg(!isnan(jres(j, "connects_per_s")) && strstr(j, "\"connect_latency_us\":{"), "%s",
-                  j);
+    ck_assert_msg(accepted >= (long)cu_jres(j, "connects") &&
+                      accepted <= (long)cu_jres(j, "connects") + 4,
+                  "server %ld, client %g", accepted, cu_jres(j, "connects"));
+    ck_assert_msg(!isnan(cu_jres(j, "connects_per_s")) && strstr(j, "\"connect_latency_us\":{"),
+                  "%s", j);
     free(r);
     /* Exactly -n connections, from several source addresses. */
     fake_start(&f, FK_UPPER, 0);
-    const char *const n[] = {"load", "-p", port_str(f.port), "-c",  "2",      "-s", "64",
-                             "-n",   "40", "--mode",         "crr", "--json", "-",  NULL};
+    const char *const n[] = {"load",   "-p",  cu_port_str(f.port),
+                             "-c",     "2",   "-s",
+                             "64",     "-n",  "40",
+                             "--mode", "crr", "--json",
+                             "-",      NULL};
     r = run(n);
     fake_stop(&f);
-    j = last_json(r->out);
+    j = cu_last_json(r->out);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_uint_eq(atomic_load(&f.accepted), 40);
-    ck_assert(jres(j, "connects") == 40 && jres(j, "messages") == 40);
+    ck_assert(cu_jres(j, "connects") == 40 && cu_jres(j, "messages") == 40);
     unsigned distinct = 0;
     for (unsigned i = 0; i < 40; i++) {
         bool seen = false;
@@ -804,19 +728,16 @@ END_TEST
 struct bg_client {
     pid_t pid;
     int out;
-    char buf[OUTCAP];
+    char buf[CU_OUTCAP];
     size_t len;
 };
 
 static void bg_start(struct bg_client *b, const char *const args[])
 {
-    const char *argv[MAX_ARGS];
-    int p[2], n = 0, null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    const char *argv[CU_MAX_ARGS];
+    int p[2], null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-    argv[n++] = tu_client_path();
-    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
+    cu_client_argv(argv, args);
     memset(b, 0, sizeof(*b));
     ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
     b->pid = fork();
@@ -910,11 +831,12 @@ START_TEST(reconnect_after_kill)
     at = bg_wait_line(b, at, "msg/s", "s] ", 10000);
     ck_assert_msg(at > 0, "no traffic after the restart: %s", b->buf);
     int status = bg_finish(b, 20000);
-    const char *j = last_json(b->buf);
+    const char *j = cu_last_json(b->buf);
     ck_assert_msg(status == 0, "exit %d: %s", status, b->buf);
-    ck_assert_msg(jres(j, "replaced") >= 4 && jres(j, "reconnect_failures") >= 1, "%s", j);
-    ck_assert_msg(jres(j, "longest_gap_ms") > 0 && jres(j, "longest_gap_ms") < 3000, "%s", j);
-    ck_assert_msg(jres(j, "resets") + jres(j, "closed") + jres(j, "short_replies") >= 4, "%s", j);
+    ck_assert_msg(cu_jres(j, "replaced") >= 4 && cu_jres(j, "reconnect_failures") >= 1, "%s", j);
+    ck_assert_msg(cu_jres(j, "longest_gap_ms") > 0 && cu_jres(j, "longest_gap_ms") < 3000, "%s", j);
+    ck_assert_msg(cu_jres(j, "resets") + cu_jres(j, "closed") + cu_jres(j, "short_replies") >= 4,
+                  "%s", j);
     ck_assert_msg(strstr(b->buf, "connections replaced") != NULL, "%s", b->buf);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     free(b);
@@ -927,13 +849,13 @@ START_TEST(no_reconnect_by_default)
     struct fake f;
 
     fake_start(&f, FK_SHORT, 0);
-    const char *const args[] = {"load", "-p",  port_str(f.port), "-c", "2", "-s", "64",
-                                "-d",   "0.5", "--json",         "-",  NULL};
-    struct result *r = run(args);
+    const char *const args[] = {
+        "load", "-p", cu_port_str(f.port), "-c", "2", "-s", "64", "-d", "0.5", "--json", "-", NULL};
+    struct cu_result *r = run(args);
     fake_stop(&f);
-    const char *j = last_json(r->out);
+    const char *j = cu_last_json(r->out);
     ck_assert_uint_eq(atomic_load(&f.accepted), 2);
-    ck_assert(jres(j, "replaced") == 0 && jres(j, "short_replies") == 2);
+    ck_assert(cu_jres(j, "replaced") == 0 && cu_jres(j, "short_replies") == 2);
     free(r);
 }
 END_TEST

@@ -29,87 +29,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clientutil.h"
 #include "clock.h"
 #include "testutil.h"
 
-#define OUTCAP (256 * 1024)
-#define MAX_ARGS 40
-
-struct result {
-    int status;
-    double wall_s;
-    char out[OUTCAP], err[OUTCAP];
-};
-
 /* Run the client with args (NULL-terminated), killed after timeout_ms. */
-static struct result *run_client(const char *const args[], int timeout_ms)
+static struct cu_result *run_client(const char *const args[], int timeout_ms)
 {
-    struct result *r = calloc(1, sizeof(*r));
-    const char *argv[MAX_ARGS];
-    uint64_t t0 = clock_now_ns();
-    int n = 0;
-
-    ck_assert_ptr_nonnull(r);
-    argv[n++] = tu_client_path();
-    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int st = tu_run(argv, NULL, 0, r->out, sizeof(r->out), r->err, sizeof(r->err), timeout_ms);
-    r->wall_s = (double)(clock_now_ns() - t0) / 1e9;
-    ck_assert_msg(st != -1, "client still running after %d ms; stderr: %s", timeout_ms, r->err);
-    ck_assert_msg(WIFEXITED(st), "client killed by signal %d", WTERMSIG(st));
-    r->status = WEXITSTATUS(st);
-    return r;
-}
-
-/* The last line of out that starts with '{' (the summary). */
-static const char *last_json(const char *out)
-{
-    const char *found = NULL;
-
-    for (const char *line = out; *line;) {
-        const char *nl = strchr(line, '\n');
-        if (*line == '{')
-            found = line;
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    ck_assert_msg(found != NULL, "no JSON in:\n%s", out);
-    return found;
-}
-
-/* The number after "key": at or after from (NULL: json); NAN for null. */
-static double jget(const char *json, const char *from, const char *key)
-{
-    char pat[64], *end;
-    const char *p;
-
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    p = strstr(from ? from : json, pat);
-    ck_assert_msg(p != NULL, "no \"%s\" in %s", key, json);
-    p += strlen(pat);
-    if (strncmp(p, "null", 4) == 0)
-        return NAN;
-    double v = strtod(p, &end);
-    ck_assert_msg(end != p, "\"%s\" is not a number in %.300s", key, json);
-    return v;
-}
-
-/* A result (after the parameters). */
-static double jres(const char *json, const char *key)
-{
-    return jget(json, strstr(json, "\"elapsed_s\""), key);
-}
-
-static char ports[4][16];
-
-/* The decimal text of port, in one of four rotating buffers. */
-static const char *port_str(uint16_t port)
-{
-    static int next;
-    char *b = ports[next++ % 4];
-
-    snprintf(b, sizeof(ports[0]), "%u", port);
-    return b;
+    return cu_run(args, NULL, 0, NULL, timeout_ms);
 }
 
 /* Lines in s. */
@@ -387,7 +314,7 @@ START_TEST(real_server_messages)
                           "-H",
                           _i == 1 ? "::1" : "127.0.0.1",
                           "-p",
-                          port_str(s.port),
+                          cu_port_str(s.port),
                           "-c",
                           "8",
                           "-s",
@@ -399,14 +326,15 @@ START_TEST(real_server_messages)
                           "--json",
                           "-",
                           NULL};
-    struct result *r = run_client(args, 30000);
+    struct cu_result *r = run_client(args, 30000);
     server_stop(&s);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
-    const char *j = last_json(r->out);
-    ck_assert_msg(jres(j, "messages") == 2000 && jres(j, "lost") == 0 && jres(j, "late") == 0 &&
-                      jres(j, "mismatches") == 0 && jres(j, "bytes") == 2000 * 64,
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(cu_jres(j, "messages") == 2000 && cu_jres(j, "lost") == 0 &&
+                      cu_jres(j, "late") == 0 && cu_jres(j, "mismatches") == 0 &&
+                      cu_jres(j, "bytes") == 2000 * 64,
                   "%s", j);
-    ck_assert(jget(j, NULL, "reply_timeout_s") == 5 && strstr(j, "\"udp\":true") != NULL);
+    ck_assert(cu_jget(j, NULL, "reply_timeout_s") == 5 && strstr(j, "\"udp\":true") != NULL);
     ck_assert_int_eq(server_counter(&s, "datagrams in"), 2000);
     ck_assert_int_eq(server_counter(&s, "datagrams out"), 2000);
     ck_assert_msg(strstr(r->out, "rr over UDP") != NULL && strstr(r->out, "0 lost") != NULL, "%s",
@@ -425,14 +353,14 @@ START_TEST(real_server_duration)
 
     tu_server_start(&s, sargs);
     const char *args[] = {
-        "load",   "--udp", "-p",  port_str(s.port),  "-c", "16",     "-t", "2", "-s",
-        "8-1400", "-d",    "0.5", "--reply-timeout", "5s", "--json", "-",  NULL};
-    struct result *r = run_client(args, 30000);
+        "load",   "--udp", "-p",  cu_port_str(s.port), "-c", "16",     "-t", "2", "-s",
+        "8-1400", "-d",    "0.5", "--reply-timeout",   "5s", "--json", "-",  NULL};
+    struct cu_result *r = run_client(args, 30000);
     server_stop(&s);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
-    const char *j = last_json(r->out);
-    double msgs = jres(j, "messages"), mean = jres(j, "mean_size");
-    ck_assert_msg(msgs > 100 && jres(j, "lost") == 0 && jres(j, "mismatches") == 0, "%s", j);
+    const char *j = cu_last_json(r->out);
+    double msgs = cu_jres(j, "messages"), mean = cu_jres(j, "mean_size");
+    ck_assert_msg(msgs > 100 && cu_jres(j, "lost") == 0 && cu_jres(j, "mismatches") == 0, "%s", j);
     ck_assert_msg(mean > 8 && mean < 1400, "mean size %g", mean);
     long in = server_counter(&s, "datagrams in");
     ck_assert_msg(in >= (long)msgs && in <= (long)msgs + 16, "server in %ld, client %g", in, msgs);
@@ -451,18 +379,18 @@ START_TEST(real_server_series)
 
     tu_server_start(&s, sargs);
     const char *args[] = {
-        "load", "--udp", "-p",  port_str(s.port), "-c", "4",          "-t",  "2", "-s",
-        "100",  "-d",    "0.5", "--json-stream",  "-",  "--interval", "0.1", NULL};
-    struct result *r = run_client(args, 30000);
+        "load", "--udp", "-p",  cu_port_str(s.port), "-c", "4",          "-t",  "2", "-s",
+        "100",  "-d",    "0.5", "--json-stream",     "-",  "--interval", "0.1", NULL};
+    struct cu_result *r = run_client(args, 30000);
     server_stop(&s);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
     for (const char *p = strstr(r->out, "{\"interval\""); p != NULL && intervals < 100;
          p = strstr(p + 1, "{\"interval\"")) {
-        sum += jget(p, p, "messages");
+        sum += cu_jget(p, p, "messages");
         intervals++;
     }
-    const char *j = last_json(r->out);
-    ck_assert_msg(intervals >= 4 && sum == jres(j, "messages") && sum > 0,
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(intervals >= 4 && sum == cu_jres(j, "messages") && sum > 0,
                   "%d intervals, %g messages, summary %s", intervals, sum, j);
     free(r);
 }
@@ -475,19 +403,19 @@ START_TEST(drops_counted_lost)
 {
     struct fake *f = fake_start(FK_DROP10);
     const char *args[] = {
-        "load", "--udp", "-p",  port_str(f->port), "-c",    "10",     "-t", "2", "-s",
-        "64",   "-n",    "500", "--reply-timeout", "200ms", "--json", "-",  NULL};
-    struct result *r = run_client(args, 30000);
+        "load", "--udp", "-p",  cu_port_str(f->port), "-c",    "10",     "-t", "2", "-s",
+        "64",   "-n",    "500", "--reply-timeout",    "200ms", "--json", "-",  NULL};
+    struct cu_result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
-    const char *j = last_json(r->out);
+    const char *j = cu_last_json(r->out);
     ck_assert_uint_eq(f->received, 500);
     ck_assert_uint_eq(f->dropped, 50);
     /* A reply the fake's thread sent after the timeout (a machine busy enough to stall it
      * 200 ms) is lost too, then late: lost - late is what the fake dropped, whatever the load. */
-    double lost = jres(j, "lost"), late = jres(j, "late");
-    ck_assert_msg(lost == 50 + late && late <= 5 && jres(j, "messages") == 500 - lost &&
-                      jres(j, "mismatches") == 0 && jres(j, "total") == 0,
+    double lost = cu_jres(j, "lost"), late = cu_jres(j, "late");
+    ck_assert_msg(lost == 50 + late && late <= 5 && cu_jres(j, "messages") == 500 - lost &&
+                      cu_jres(j, "mismatches") == 0 && cu_jres(j, "total") == 0,
                   "%s", j);
     ck_assert_msg(strstr(r->err, "mismatch") == NULL, "stderr: %s", r->err);
     ck_assert_msg(strstr(r->out, " lost (no reply within 200.00ms)") != NULL, "%s", r->out);
@@ -500,10 +428,10 @@ END_TEST
 START_TEST(fail_on_lost)
 {
     struct fake *f = fake_start(FK_DROP10);
-    const char *args[] = {"load", "--udp", "-p", port_str(f->port), "-c",    "2",         "-s",
-                          "64",   "-n",    "40", "--reply-timeout", "100ms", "--fail-on", "lost>0",
-                          NULL};
-    struct result *r = run_client(args, 30000);
+    const char *args[] = {
+        "load", "--udp",           "-p",    cu_port_str(f->port), "-c",     "2", "-s", "64", "-n",
+        "40",   "--reply-timeout", "100ms", "--fail-on",          "lost>0", NULL};
+    struct cu_result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 4, "exit %d; stderr: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "threshold breached: lost>0 (lost = ") != NULL, "stderr: %s",
@@ -519,25 +447,25 @@ END_TEST
 START_TEST(duplicates_and_late_replies)
 {
     struct fake *f = fake_start(FK_TWICE);
-    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c",    "4",      "-s",
-                          "64",   "-n",    "300", "--reply-timeout", "100ms", "--json", "-",
+    const char *args[] = {"load", "--udp", "-p",  cu_port_str(f->port), "-c",    "4",      "-s",
+                          "64",   "-n",    "300", "--reply-timeout",    "100ms", "--json", "-",
                           NULL};
-    struct result *r = run_client(args, 30000);
+    struct cu_result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
-    const char *j = last_json(r->out);
-    double lost = jres(j, "lost"), late = jres(j, "late");
+    const char *j = cu_last_json(r->out);
+    double lost = cu_jres(j, "lost"), late = cu_jres(j, "late");
     /* extra: replies the fake sent after their timeout although it did not hold them (a stall
      * of its thread): lost, then late, like the held ones. */
     double extra = lost - (double)f->held, replays = (double)(f->doubled + f->released) + extra;
     ck_assert_uint_eq(f->received, 300);
     ck_assert_msg(f->held > 30 && f->doubled > 30 && f->released + 4 >= f->held, "held %lu",
                   f->held);
-    ck_assert_msg(extra >= 0 && extra <= 5 && jres(j, "messages") == 300 - lost, "held %lu: %s",
+    ck_assert_msg(extra >= 0 && extra <= 5 && cu_jres(j, "messages") == 300 - lost, "held %lu: %s",
                   f->held, j);
     ck_assert_msg(late <= replays && late + 4 >= replays,
                   "late %g, replies sent again or late %g: %s", late, replays, j);
-    ck_assert_msg(jres(j, "mismatches") == 0 && jres(j, "total") == 0, "%s", j);
+    ck_assert_msg(cu_jres(j, "mismatches") == 0 && cu_jres(j, "total") == 0, "%s", j);
     free(f);
     free(r);
 }
@@ -551,15 +479,15 @@ START_TEST(damaged_reply_exits_3)
     static const char *const what[] = {"byte 63 is", "a 63-byte reply to a 64-byte datagram",
                                        "a datagram never sent"};
     struct fake *f = fake_start(kinds[_i]);
-    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c", "2",      "-s",
-                          "64",   "-n",    "100", "--reply-timeout", "1s", "--json", "-",
+    const char *args[] = {"load", "--udp", "-p",  cu_port_str(f->port), "-c", "2",      "-s",
+                          "64",   "-n",    "100", "--reply-timeout",    "1s", "--json", "-",
                           NULL};
-    struct result *r = run_client(args, 30000);
+    struct cu_result *r = run_client(args, 30000);
     fake_stop(f);
     ck_assert_msg(r->status == 3, "exit %d; stderr: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "mismatch on UDP socket") != NULL && strstr(r->err, what[_i]),
                   "stderr: %s", r->err);
-    ck_assert_msg(jres(last_json(r->out), "mismatches") == 1, "%s", r->out);
+    ck_assert_msg(cu_jres(cu_last_json(r->out), "mismatches") == 1, "%s", r->out);
     free(f);
     free(r);
 }
@@ -570,18 +498,18 @@ END_TEST
 START_TEST(end_waits_for_in_flight)
 {
     struct fake *f = fake_start(FK_DELAY);
-    const char *args[] = {"load", "--udp", "-p",  port_str(f->port), "-c", "8",      "-s",
-                          "64",   "-d",    "0.3", "--reply-timeout", "2s", "--json", "-",
+    const char *args[] = {"load", "--udp", "-p",  cu_port_str(f->port), "-c", "8",      "-s",
+                          "64",   "-d",    "0.3", "--reply-timeout",    "2s", "--json", "-",
                           NULL};
-    struct result *r = run_client(args, 30000);
+    struct cu_result *r = run_client(args, 30000);
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
-    const char *j = last_json(r->out);
-    ck_assert_msg(jres(j, "lost") == 0 && jres(j, "messages") > 8, "%s", j);
+    const char *j = cu_last_json(r->out);
+    ck_assert_msg(cu_jres(j, "lost") == 0 && cu_jres(j, "messages") > 8, "%s", j);
     ck_assert_msg(r->wall_s < 2.0, "the end took %.2f s", r->wall_s);
     fake_stop(f);
     ck_assert_msg(f->received == f->answered + f->dlen, "received %lu, answered %lu", f->received,
                   f->answered);
-    ck_assert_msg(f->received >= jres(j, "messages") + 8, "received %lu: %s", f->received, j);
+    ck_assert_msg(f->received >= cu_jres(j, "messages") + 8, "received %lu: %s", f->received, j);
     free(f);
     free(r);
 }
@@ -596,25 +524,26 @@ START_TEST(no_answer_exits_1)
 
     if (_i == 1)
         close(fd); /* nothing listens there now: ICMP port unreachable, ECONNREFUSED */
-    const char *args[] = {"load", "--udp", "-p", port_str(port),    "-c",   "1",      "-s",
+    const char *args[] = {"load", "--udp", "-p", cu_port_str(port), "-c",   "1",      "-s",
                           "64",   "-n",    "3",  "--reply-timeout", "50ms", "--json", "-",
                           NULL};
-    struct result *r = run_client(args, 30000);
+    struct cu_result *r = run_client(args, 30000);
     if (_i == 0)
         close(fd);
     ck_assert_msg(r->status == 1, "exit %d; stderr: %s", r->status, r->err);
     ck_assert_msg(strstr(r->err, "no round trip completed") != NULL, "stderr: %s", r->err);
-    const char *j = last_json(r->out);
+    const char *j = cu_last_json(r->out);
     if (_i == 0)
-        ck_assert_msg(jres(j, "lost") == 3 && strstr(r->err, "3 datagrams lost") != NULL, "%s / %s",
-                      j, r->err);
+        ck_assert_msg(cu_jres(j, "lost") == 3 && strstr(r->err, "3 datagrams lost") != NULL,
+                      "%s / %s", j, r->err);
     else
         /* Linux rate-limits ICMP errors system-wide (net.ipv4.icmp_msgs_per_sec): one that was
          * not sent leaves its datagram lost instead. */
-        ck_assert_msg(jres(j, "refused") >= 1 && jres(j, "refused") + jres(j, "lost") == 3 &&
+        ck_assert_msg(cu_jres(j, "refused") >= 1 &&
+                          cu_jres(j, "refused") + cu_jres(j, "lost") == 3 &&
                           strstr(r->err, " refused") != NULL,
                       "%s / %s", j, r->err);
-    ck_assert_msg(jres(j, "starved") == 1, "%s", j);
+    ck_assert_msg(cu_jres(j, "starved") == 1, "%s", j);
     free(r);
 }
 END_TEST
@@ -632,7 +561,7 @@ START_TEST(bad_usage_exits_2)
         {"-s", "64", "-H", "unix:/tmp/sockpool-no.sock"},
         {NULL}, /* --reply-timeout without --udp: below */
     };
-    const char *args[MAX_ARGS] = {"load", "--udp", "-c", "1", "-n", "1"};
+    const char *args[CU_MAX_ARGS] = {"load", "--udp", "-c", "1", "-n", "1"};
     int n = 6;
 
     for (int k = 0; cases[_i][k] != NULL; k++)
@@ -643,7 +572,7 @@ START_TEST(bad_usage_exits_2)
                                "1s",   NULL};
         memcpy(args, plain, sizeof(plain));
     }
-    struct result *r = run_client(args, 10000);
+    struct cu_result *r = run_client(args, 10000);
     ck_assert_msg(r->status == 2, "case %d: exit %d; stderr: %s", _i, r->status, r->err);
     ck_assert_msg(lines(r->err) == 1, "case %d: stderr: %s", _i, r->err);
     free(r);

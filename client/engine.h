@@ -173,6 +173,13 @@ void conn_close(struct worker *w, struct conn *c, enum conn_state final);
 /* c just became open: start its traffic (rr: the first message; stream: the window). */
 void conn_begin(struct worker *w, struct conn *c, uint64_t now);
 
+/* Whether w may start one more message (-n counts those of the measured run only). */
+bool worker_claim(struct worker *w, bool measuring);
+
+/* Once per batch of events with completions (w->batch_done_ns set): fold its time into the
+ * run-wide longest time without a completed exchange. */
+void worker_note_gap(struct worker *w);
+
 /* Wait for events up to timeout_ns (UINT64_MAX: forever), with ns precision where the kernel
  * has epoll_pwait2. Returns the count, 0 on timeout or EINTR. */
 int worker_wait(int ep, struct epoll_event *evs, int max, uint64_t timeout_ns);

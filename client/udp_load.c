@@ -136,17 +136,6 @@ static uint64_t next_rand(struct worker *w)
     return w->rng;
 }
 
-/* Whether the thread may start one more datagram (-n counts those of the measured run). */
-static bool claim(struct worker *w, bool measuring)
-{
-    if (!w->limited || !measuring)
-        return true;
-    if (w->quota == 0)
-        return false;
-    w->quota--;
-    return true;
-}
-
 /* The reply timeout in ns. */
 static uint64_t reply_ns(const struct worker *w)
 {
@@ -162,7 +151,7 @@ static void dgram_send(struct worker *w, struct conn *c, uint64_t now)
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
     ssize_t r;
 
-    if (w->draining || !claim(w, now >= w->measure_ns)) {
+    if (w->draining || !worker_claim(w, now >= w->measure_ns)) {
         conn_close(w, c, C_DONE);
         return;
     }
@@ -296,22 +285,6 @@ static void sock_timers(struct worker *w, uint64_t now)
     }
 }
 
-/* Once per batch with completions: the run-wide longest time without one.
- * NOTE: the same as worker.c's note_gap, which is static there. */
-static void note_gap(struct worker *w)
-{
-    struct run *run = w->run;
-    uint64_t prev = atomic_exchange(&run->last_done_ns, w->batch_done_ns), gap, cur;
-
-    if (w->batch_done_ns > prev) {
-        gap = w->batch_done_ns - prev;
-        cur = atomic_load(&run->longest_gap_ns);
-        while (gap > cur && !atomic_compare_exchange_weak(&run->longest_gap_ns, &cur, gap))
-            ;
-    }
-    w->batch_done_ns = 0;
-}
-
 /* One wait for events until the next timer or until, then both handled, unless deadline has
  * passed meanwhile: nothing after it counts, and the replies stay queued for the drain (the
  * events are level-triggered). Returns false then, or when the wait failed (counted). */
@@ -343,7 +316,7 @@ static bool sock_turn(struct worker *w, uint64_t until, uint64_t deadline, uint6
             sock_event(w, c);
     }
     if (w->batch_done_ns != 0)
-        note_gap(w);
+        worker_note_gap(w);
     sock_timers(w, *now);
     return true;
 }

@@ -72,8 +72,7 @@ static int conn_send(struct worker *w, struct conn *c, uint64_t window)
     return 0;
 }
 
-/* Whether the thread may start one more message (-n counts the measured ones). */
-static bool claim(struct worker *w, bool measuring)
+bool worker_claim(struct worker *w, bool measuring)
 {
     if (!w->limited || !measuring)
         return true;
@@ -110,7 +109,7 @@ static void rr_start(struct worker *w, struct conn *c, uint64_t stamp, uint64_t 
     bool measuring = now >= w->measure_ns;
     int rc;
 
-    if (w->draining || !(c->claimed || claim(w, measuring))) {
+    if (w->draining || !(c->claimed || worker_claim(w, measuring))) {
         conn_finish(w, c); /* frees the server's worker for a waiting connection */
         return;
     }
@@ -137,7 +136,7 @@ static void stream_fill(struct worker *w, struct conn *c, uint64_t now)
     if (c->limit == c->sent && !w->draining) {
         /* The stamp ring holds every message in flight (LOAD_MAX_INFLIGHT caps tiny ones). */
         while (c->limit - c->recvd < window && c->limit / size - c->recvd / size < w->ring &&
-               claim(w, measuring)) {
+               worker_claim(w, measuring)) {
             c->stamps[(c->limit / size) % w->ring] = now;
             c->limit += size;
         }
@@ -305,7 +304,7 @@ static void drain_event(struct worker *w, struct conn *c, bool hup)
  * false when there is none left (c is then done). */
 static bool crr_claim(struct worker *w, struct conn *c, uint64_t now)
 {
-    if (c->claimed || (!w->draining && claim(w, now >= w->measure_ns))) {
+    if (c->claimed || (!w->draining && worker_claim(w, now >= w->measure_ns))) {
         c->claimed = true;
         return true;
     }
@@ -503,8 +502,7 @@ static void worker_end(struct worker *w, uint64_t end)
             conn_close(w, &w->conns[i], C_DONE);
 }
 
-/* Once per batch of events: the run-wide longest time without a completed exchange. */
-static void note_gap(struct worker *w)
+void worker_note_gap(struct worker *w)
 {
     struct run *run = w->run;
     uint64_t prev = atomic_exchange(&run->last_done_ns, w->batch_done_ns), gap, cur;
@@ -561,7 +559,7 @@ void worker_run(struct worker *w, uint64_t start, uint64_t deadline)
                 conn_event(w, evs[i].data.ptr, evs[i].events, now);
         }
         if (w->batch_done_ns != 0)
-            note_gap(w);
+            worker_note_gap(w);
         if (sched_peek(&w->sched, &e) && e.due_ns <= now && (now = clock_now_ns()) < deadline)
             worker_timers(w, now);
     }

@@ -326,27 +326,16 @@ nomem:
 static int fork_start(struct sp_server *s, char err[SP_ERRLEN])
 {
     struct forker *f = forker_new(s, err);
-    pthread_attr_t attr;
-    sigset_t all, old;
     int rc;
 
     if (f == NULL)
         return -ENOMEM;
     s->kind_state = f;
-    pthread_attr_init(&attr);
-    /* The children run the handler on a copy of this thread's stack. */
-    pthread_attr_setstacksize(&attr, s->cfg.stack_size);
     /* Every signal blocked in the dispatcher, hence in the children: a terminal's SIGINT to
-     * the process group reaches the parent (which drains) and leaves the children serving. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    atomic_fetch_add(&s->live, 1);
-    rc = pthread_create(&f->tid, &attr, dispatcher_main, f);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc == 0)
+     * the process group reaches the parent (which drains) and leaves the children serving.
+     * The children run the handler on a copy of the dispatcher's stack (cfg.stack_size). */
+    if ((rc = spawn_thread(s, &f->tid, dispatcher_main, f)) == 0)
         return 0;
-    atomic_fetch_sub(&s->live, 1);
     s->kind_state = NULL;
     forker_free(f);
     snprintf(err, SP_ERRLEN, "cannot start the dispatcher thread: %s", strerror(rc));

@@ -89,6 +89,10 @@ int spawn_one(struct sp_server *s, struct spawn *sp, pthread_t *tid, void *(*fn)
 /* Restore the caller's signal mask and free the attributes. */
 void spawn_end(struct spawn *sp);
 
+/* All three for one thread (a kind's dispatcher): fn(arg) into *tid with every signal blocked,
+ * counted in s->live. Returns 0 or a pthread error number. */
+int spawn_thread(struct sp_server *s, pthread_t *tid, void *(*fn)(void *), void *arg);
+
 /* The last thread of a kind is gone: wake the drain. */
 static inline void kind_exited(struct sp_server *s)
 {

@@ -35,3 +35,15 @@ void spawn_end(struct spawn *sp)
     pthread_sigmask(SIG_SETMASK, &sp->old, NULL);
     pthread_attr_destroy(&sp->attr);
 }
+
+int spawn_thread(struct sp_server *s, pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    struct spawn sp;
+    int rc;
+
+    if ((rc = spawn_begin(s, &sp)) != 0)
+        return rc;
+    rc = spawn_one(s, &sp, tid, fn, arg);
+    spawn_end(&sp);
+    return rc;
+}

@@ -7,7 +7,6 @@
  * (a reaper chain): at most one finished thread is ever unjoined, whatever the number of
  * connections served (Python's bpo-37193 kept them all), and the dispatcher joins the last
  * one at shutdown (bpo-31233 leaked them). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@ struct thread_kind {
     struct sp_server *s;
     pthread_t dispatcher;
     pthread_attr_t attr;       /* the connection threads' stack size */
+    bool attr_ok;              /* attr was initialised */
     struct thread_slot *slots; /* max_conns, calloc'ed: pages are touched only as used */
     /* Lock rule: lock guards every field below; the dispatcher and the connection threads
      * take it when a connection starts and ends, the drain once to cut connections. Never
@@ -185,7 +185,8 @@ static void *dispatcher_main(void *arg)
 
 static void thread_free(struct thread_kind *k)
 {
-    pthread_attr_destroy(&k->attr);
+    if (k->attr_ok)
+        pthread_attr_destroy(&k->attr);
     pthread_cond_destroy(&k->room);
     pthread_mutex_destroy(&k->lock);
     free(k->slots);
@@ -196,7 +197,6 @@ static void thread_free(struct thread_kind *k)
 static int thread_start(struct sp_server *s, char err[SP_ERRLEN])
 {
     struct thread_kind *k = calloc(1, sizeof(*k));
-    sigset_t all, old;
     int rc;
 
     if (k == NULL || (k->slots = calloc(s->max_conns, sizeof(*k->slots))) == NULL ||
@@ -210,18 +210,19 @@ static int thread_start(struct sp_server *s, char err[SP_ERRLEN])
     k->s = s;
     pthread_mutex_init(&k->lock, NULL);
     pthread_cond_init(&k->room, NULL);
-    pthread_attr_init(&k->attr);
-    pthread_attr_setstacksize(&k->attr, s->cfg.stack_size);
+    if ((rc = pthread_attr_init(&k->attr)) == 0) {
+        k->attr_ok = true;
+        rc = pthread_attr_setstacksize(&k->attr, s->cfg.stack_size);
+    }
+    if (rc != 0) {
+        thread_free(k);
+        snprintf(err, SP_ERRLEN, "cannot set up the connection threads: %s", strerror(rc));
+        return -rc;
+    }
     s->kind_state = k;
-    /* Every signal blocked in the dispatcher, hence in the threads it starts. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    atomic_fetch_add(&s->live, 1);
-    rc = pthread_create(&k->dispatcher, &k->attr, dispatcher_main, k);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
+    /* Every signal blocked in the dispatcher, hence in the connection threads it starts. */
+    if ((rc = spawn_thread(s, &k->dispatcher, dispatcher_main, k)) == 0)
         return 0;
-    atomic_fetch_sub(&s->live, 1);
     s->kind_state = NULL;
     thread_free(k);
     snprintf(err, SP_ERRLEN, "cannot start the dispatcher thread: %s", strerror(rc));

@@ -12,16 +12,15 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "peer.h"
 #include "upper.h"
 
 #define IO_BUF (64 * 1024)
@@ -172,29 +171,6 @@ static int run(struct loop *l)
     }
 }
 
-/* Write "PORT\n" to path through a temp file and rename(): readers see all or nothing.
- * Returns 0 or -errno. */
-static int write_port_file(const char *path, unsigned port)
-{
-    char tmp[4096];
-    FILE *f;
-    int rc = 0;
-
-    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
-    if ((f = fopen(tmp, "w")) == NULL)
-        return -errno;
-    if (fprintf(f, "%u\n", port) < 0)
-        rc = -EIO;
-    if (fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        (void)unlink(tmp);
-    return rc;
-}
-
 static int listen_on(unsigned port, unsigned *bound)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -223,44 +199,25 @@ static int add_tag(struct loop *l, int fd, void *tag)
     return epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-/* Parse "PORT [--port-file FILE]"; exits 2 on bad usage. */
-static void parse_args(int argc, char **argv, unsigned *port, const char **port_file)
-{
-    char *end;
-    long v = argc > 1 ? strtol(argv[1], &end, 10) : -1;
-
-    if (argc > 1 && (*argv[1] == '\0' || *end != '\0'))
-        v = -1;
-    if ((argc != 2 && !(argc == 4 && strcmp(argv[2], "--port-file") == 0)) || v < 0 || v > 65535) {
-        fprintf(stderr, "usage: epoll_server PORT [--port-file FILE]\n");
-        exit(2);
-    }
-    *port = (unsigned)v;
-    *port_file = argc == 4 ? argv[3] : NULL;
-}
-
 int main(int argc, char **argv)
 {
     static struct loop l; /* static: the 64 KiB buffer stays off the stack */
     const char *port_file;
     unsigned port, bound = 0;
-    sigset_t sigs;
     int rc;
 
-    parse_args(argc, argv, &port, &port_file);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 || (l.sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0 ||
-        (l.ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        return perror("epoll_server: set-up"), 1;
+    peer_parse_args("epoll_server", argc, argv, &port, &port_file);
+    if ((l.sfd = peer_signalfd()) < 0 || (l.ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        fprintf(stderr, "epoll_server: set-up: %s\n", strerror(l.sfd < 0 ? -l.sfd : errno));
+        return 1;
+    }
     if ((l.lfd = listen_on(port, &bound)) < 0) {
         fprintf(stderr, "epoll_server: listen 127.0.0.1:%u: %s\n", port, strerror(-l.lfd));
         return 1;
     }
     if ((rc = add_tag(&l, l.lfd, &listen_tag)) < 0 || (rc = add_tag(&l, l.sfd, &signal_tag)) < 0)
         return fprintf(stderr, "epoll_server: epoll_ctl: %s\n", strerror(-rc)), 1;
-    if (port_file != NULL && (rc = write_port_file(port_file, bound)) < 0) {
+    if (port_file != NULL && (rc = peer_write_port_file(port_file, bound)) < 0) {
         fprintf(stderr, "epoll_server: --port-file %s: %s\n", port_file, strerror(-rc));
         return 1;
     }

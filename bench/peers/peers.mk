@@ -9,6 +9,9 @@ PEERS_EPOLL := $(BUILD)/peers/epoll_server
 PEERS_UDP   := $(BUILD)/peers/udp_epoll_server
 PEERS_GO    := $(BUILD)/peers/go_server
 GO          ?= go
+# What both C peers link: their command line, signals and port file (peer.c), and the
+# project's uppercase transform.
+PEER_OBJS   := $(BUILD)/bench/peers/peer.o $(BUILD)/common/upper.o
 HAVE_GO     := $(shell command -v $(GO) 2>/dev/null)
 
 .PHONY: peers
@@ -17,11 +20,11 @@ ifeq ($(HAVE_GO),)
 	@echo "peers: '$(GO)' not found: the Go peer is skipped (apt-get install golang-go)"
 endif
 
-$(PEERS_EPOLL): $(BUILD)/bench/peers/epoll_server.o $(BUILD)/common/upper.o
+$(PEERS_EPOLL): $(BUILD)/bench/peers/epoll_server.o $(PEER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
 
-$(PEERS_UDP): $(BUILD)/bench/peers/udp_epoll_server.o $(BUILD)/common/upper.o
+$(PEERS_UDP): $(BUILD)/bench/peers/udp_epoll_server.o $(PEER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@
 

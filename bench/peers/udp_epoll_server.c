@@ -10,15 +10,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "peer.h"
 #include "upper.h"
 
 #define BATCH 32
@@ -82,28 +81,6 @@ static int serve_readable(int fd, struct batch *b)
     }
 }
 
-/* Write "PORT\n" to path through a temp file and rename(). Returns 0 or -errno. */
-static int write_port_file(const char *path, unsigned port)
-{
-    char tmp[4096];
-    FILE *f;
-    int rc = 0;
-
-    if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
-    if ((f = fopen(tmp, "w")) == NULL)
-        return -errno;
-    if (fprintf(f, "%u\n", port) < 0)
-        rc = -EIO;
-    if (fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        (void)unlink(tmp);
-    return rc;
-}
-
 static int bind_udp(unsigned port, unsigned *bound)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -124,22 +101,6 @@ static int bind_udp(unsigned port, unsigned *bound)
     }
     *bound = ntohs(sa.sin_port);
     return fd;
-}
-
-/* Parse "PORT [--port-file FILE]"; exits 2 on bad usage. */
-static void parse_args(int argc, char **argv, unsigned *port, const char **port_file)
-{
-    char *end;
-    long v = argc > 1 ? strtol(argv[1], &end, 10) : -1;
-
-    if (argc > 1 && (*argv[1] == '\0' || *end != '\0'))
-        v = -1;
-    if ((argc != 2 && !(argc == 4 && strcmp(argv[2], "--port-file") == 0)) || v < 0 || v > 65535) {
-        fprintf(stderr, "usage: udp_epoll_server PORT [--port-file FILE]\n");
-        exit(2);
-    }
-    *port = (unsigned)v;
-    *port_file = argc == 4 ? argv[3] : NULL;
 }
 
 static int add_fd(int ep, int fd)
@@ -174,23 +135,20 @@ int main(int argc, char **argv)
     static struct batch b; /* static: 2 MiB of buffers stay off the stack */
     const char *port_file;
     unsigned port, bound = 0;
-    sigset_t sigs;
     int ep, fd, sfd, rc;
 
-    parse_args(argc, argv, &port, &port_file);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 || (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0 ||
-        (ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        return perror("udp_epoll_server: set-up"), 1;
+    peer_parse_args("udp_epoll_server", argc, argv, &port, &port_file);
+    if ((sfd = peer_signalfd()) < 0 || (ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        fprintf(stderr, "udp_epoll_server: set-up: %s\n", strerror(sfd < 0 ? -sfd : errno));
+        return 1;
+    }
     if ((fd = bind_udp(port, &bound)) < 0) {
         fprintf(stderr, "udp_epoll_server: bind 127.0.0.1:%u: %s\n", port, strerror(-fd));
         return 1;
     }
     if ((rc = add_fd(ep, fd)) < 0 || (rc = add_fd(ep, sfd)) < 0)
         return fprintf(stderr, "udp_epoll_server: epoll_ctl: %s\n", strerror(-rc)), 1;
-    if (port_file != NULL && (rc = write_port_file(port_file, bound)) < 0) {
+    if (port_file != NULL && (rc = peer_write_port_file(port_file, bound)) < 0) {
         fprintf(stderr, "udp_epoll_server: --port-file %s: %s\n", port_file, strerror(-rc));
         return 1;
     }

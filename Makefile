@@ -57,8 +57,10 @@ LIB_SRCS    := server/server.c server/pool.c server/mux.c server/queue.c server/
                server/thread.c server/fork.c server/udp.c server/lines.c server/allow.c \
                server/listener.c
 LIB_COMMON  := common/log.c common/net.c common/parse.c common/upper.c
-# sockpool-server's own sources besides main.c (systemd notification, the metrics endpoint).
-SERVER_SRCS := server/notify.c server/metrics.c
+# sockpool-server's own sources besides main.c (its options, the port file, the capacity
+# checks, systemd notification, the metrics endpoint).
+SERVER_SRCS := server/options.c server/portfile.c server/capacity.c server/notify.c \
+               server/metrics.c
 COMMON_OBJS  = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 PIC_OBJS     = $(LIB_SRCS:%.c=$(BUILD)/pic/%.o) $(LIB_COMMON:%.c=$(BUILD)/pic/%.o)

@@ -18,8 +18,10 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer $
 # What each target compiles besides its own file.
 FUZZ_SRCS_parse_num      = common/parse.c
 FUZZ_SRCS_parse_addr     = common/parse.c
-# common/cli.c is compiled into the command-line targets themselves (its exit() too).
-FUZZ_SRCS_server_options = $(LIB_SRCS) $(SERVER_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
+# common/cli.c and server/options.c are compiled into the command-line targets themselves
+# (their exit() too).
+FUZZ_SRCS_server_options = $(LIB_SRCS) $(filter-out server/options.c,$(SERVER_SRCS)) \
+                           $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_payload        = client/payload.c
 

@@ -1,7 +1,6 @@
 /* fuzz_server_options.c - sockpool-server's command line: getopt, set_option and every value
- * parser behind it, on any argument vector. parse_args is static in server/main.c, so the
- * file is compiled into this one, with exit() turned into a longjmp back here (bad usage
- * exits 2, --help and --version exit 0) and its main() renamed so it never runs.
+ * parser behind it, on any argument vector. server/options.c is compiled into this file with
+ * exit() turned into a longjmp back here (bad usage exits 2, --help and --version exit 0).
  *
  * Properties: parsing ends in exit 0 (help/version), exit 2 (bad usage) or a configuration
  * inside every documented range; never a crash, never another exit code.
@@ -10,13 +9,11 @@
 #include "fuzz.h"
 #include "fuzz_exit.h"
 
-/* NOTE: compiling another program's main.c into this file is the only way to reach its static
- * parser; the macros are limited to that one include. */
+/* NOTE: the parser's exits must come back here, so its sources are compiled into this file
+ * with exit renamed; the macro is limited to these two includes. */
 #define exit fuzz_exit
-#define main server_main
 #include "../../common/cli.c" /* its usage errors exit too */
-#include "../../server/main.c"
-#undef main
+#include "../../server/options.c"
 #undef exit
 
 static void check_config(const struct options *o)
@@ -50,10 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&o, 0, sizeof(o));
     optind = 0; /* glibc: start a fresh scan */
     if (setjmp(fuzz_env) == 0) {
-        parse_args(argc, argv, &o);
+        options_parse(argc, argv, &o);
         check_config(&o);
     } else {
-        FUZZ_CHECK(fuzz_status == 0 || fuzz_status == 2, "parse_args exited %d", fuzz_status);
+        FUZZ_CHECK(fuzz_status == 0 || fuzz_status == 2, "options_parse exited %d", fuzz_status);
     }
     free(s);
     return 0;

@@ -9,7 +9,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS  = parse_num parse_addr server_options client_options payload
+FUZZ_TARGETS  = parse_num parse_addr server_options client_options payload peer
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -pthread -g -O1 -fno-omit-frame-pointer $(WARN) \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -24,6 +24,8 @@ FUZZ_SRCS_server_options = $(LIB_SRCS) $(filter-out server/options.c,$(SERVER_SR
                            $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_payload        = client/payload.c
+# In-process pool and mux servers: the library itself.
+FUZZ_SRCS_peer           = $(LIB_SRCS) $(LIB_COMMON)
 
 .SECONDEXPANSION:
 # Headers are not tracked per file: any change to one rebuilds the targets.

@@ -98,10 +98,11 @@ static void sa_check(struct report *r, const struct client *c, const struct tall
     for (unsigned i = SA_TRICKLE; i < SA_CLIENTS - 1; i++)
         silent_ok += c[i].result == XR_OK;
     figures(r,
-            "legit answered in %u ms (bound %u ms); tricklers cut %u of %u, held up to %u ms; "
+            "legit answered in %u ms (bound %u ms + %u ms margin); tricklers cut %u of %u, held up to %u ms; "
             "silent closed %u of %u; server: idle timeouts %lld, slow peers %lld, conn "
             "timeouts %lld",
-            (unsigned)lg->t1, SA_BOUND_MS, cut, SA_TRICKLE, held, silent_ok, SA_SILENT,
+            (unsigned)lg->t1, SA_BOUND_MS, SA_MARGIN_MS, cut, SA_TRICKLE, held, silent_ok,
+            SA_SILENT,
             st->idle_timeouts, st->slow_peers, st->conn_timeouts);
     expect(r, lg->result == XR_OK && legit->finished == 1 && tally_errors(legit) == 0,
            "the legitimate client was not served: %s", xres_name((enum xres)lg->result));

@@ -24,12 +24,16 @@ FUZZ_SRCS_server_options = $(LIB_SRCS) $(filter-out server/options.c,$(SERVER_SR
                            $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_client_options = $(CLIENT_SRCS) $(LIB_SRCS) $(filter-out common/cli.c,$(COMMON_SRCS))
 FUZZ_SRCS_payload        = client/payload.c
+# What the command-line targets #include as text: a change to it rebuilds them too.
+FUZZ_INCL_server_options = common/cli.c server/options.c
+FUZZ_INCL_client_options = common/cli.c client/main.c
 # In-process pool and mux servers: the library itself.
 FUZZ_SRCS_peer           = $(LIB_SRCS) $(LIB_COMMON)
 
 .SECONDEXPANSION:
 # Headers are not tracked per file: any change to one rebuilds the targets.
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_exit.h $$(FUZZ_SRCS_$$*) \
+                      $$(FUZZ_INCL_$$*) \
                       $(wildcard common/*.h server/*.h client/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) -lm -o $@

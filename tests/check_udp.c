@@ -221,13 +221,19 @@ static void *flood_main(void *arg)
     return NULL;
 }
 
-/* Shutdown under a flood that keeps every batch full: the workers still stop promptly. */
+/* Shutdown under a flood that keeps every batch full: the workers still stop promptly.
+ * u and fl are static: should an assertion end the case early (in Check's no-fork mode the
+ * process goes on), the flood threads, which stop by themselves within 10 s, must not be
+ * left reading a dead stack frame. */
 START_TEST(shutdown_under_flood)
 {
-    struct udp_srv u;
+    static struct udp_srv u;
+    static struct flood fl;
     struct sp_config c;
-    struct flood fl = {.u = &u};
     pthread_t thr[2];
+
+    fl.u = &u;
+    atomic_store(&fl.stop, false);
 
     udp_config(&c);
     c.workers = 1;

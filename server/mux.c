@@ -66,10 +66,9 @@ struct mux_loop {
     pthread_t tid;
     struct sp_server *s;
     struct mux *mux;
-    struct live_bytes *bytes;
+    struct live_bytes *bytes; /* its byte counters and its connection gauge (bytes->conns) */
     int epfd, evfd;
     atomic_bool sleeping;  /* about to wait or waiting in epoll_wait (Netty's rule) */
-    atomic_uint nconns;    /* connections held; read by the acceptor to pick a loop */
     unsigned share;        /* most connections this loop takes */
     struct sp_conn *conns; /* share slots, touched only as they are used */
     uint32_t *free_idx;    /* stack of freed slot indexes */
@@ -321,7 +320,6 @@ static void conn_close(struct sp_conn *c, int rc, bool forced)
     c->state = CONN_FREE;
     c->gen++;
     l->free_idx[l->nfree++] = c->idx;
-    atomic_fetch_sub_explicit(&l->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&l->bytes->conns, 1, memory_order_relaxed);
     atomic_fetch_sub(&l->mux->serving, 1);
     server_count_outcome(s, rc, forced);
@@ -364,7 +362,6 @@ static void conn_open(struct mux_loop *l, const struct conn *q)
     c->last_in_ns = c->last_out_ns = q->accepted_ns;
     c->window_ns = l->now; /* rate windows start here, so the rate list stays sorted */
     c->window_bytes = 0;
-    atomic_fetch_add_explicit(&l->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&l->bytes->conns, 1, memory_order_relaxed);
     join_lists(l, c);
     ev.data.u64 = conn_key(c);
@@ -580,11 +577,17 @@ static bool claim_slot(struct mux *m, unsigned max)
     return false;
 }
 
+/* Connections l holds: written by l's thread, read by the acceptor to pick a loop and by
+ * sp_server_worker_conns. */
+static unsigned loop_conns(const struct mux_loop *l)
+{
+    return (unsigned)atomic_load_explicit(&l->bytes->conns, memory_order_relaxed);
+}
+
 /* The loop may take one more connection. */
 static bool has_room(const struct mux_loop *l)
 {
-    return atomic_load_explicit(&l->nconns, memory_order_relaxed) < l->share &&
-           atomic_load(&l->mux->serving) < l->s->max_conns;
+    return loop_conns(l) < l->share && atomic_load(&l->mux->serving) < l->s->max_conns;
 }
 
 /* Take queued connections while this loop has room. Returns false once the queue is closed
@@ -669,7 +672,7 @@ static void dispatch_events(struct mux_loop *l, const struct epoll_event *evs, i
 /* Done: the queue is closed and drained and nothing is held. */
 static bool finished(struct mux_loop *l, bool queue_open)
 {
-    return !queue_open && atomic_load_explicit(&l->nconns, memory_order_relaxed) == 0;
+    return !queue_open && loop_conns(l) == 0;
 }
 
 static void *loop_main(void *arg)
@@ -804,7 +807,7 @@ static void mux_queued(struct sp_server *s)
 
     for (unsigned i = 0; i < m->n; i++) {
         struct mux_loop *l = &m->loops[i];
-        unsigned held = atomic_load_explicit(&l->nconns, memory_order_relaxed);
+        unsigned held = loop_conns(l);
         if (held < l->share && held < fewest && atomic_load(&l->sleeping)) {
             best = l;
             fewest = held;

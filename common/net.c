@@ -29,27 +29,12 @@ static int fail(int code, char *err, size_t errlen, const char *what, const stru
 int net_listen(const struct sockaddr *addr, socklen_t len, int backlog, bool nonblock, char *err,
                size_t errlen)
 {
-    int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
-    int one = 1;
-    int fd, rc;
+    int fd = net_bind(addr, len, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0, err, errlen);
+    int rc;
 
-    fd = socket(addr->sa_family, type, 0);
-    if (fd < 0)
-        return fail(-errno, err, errlen, "socket", addr);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
-        rc = fail(-errno, err, errlen, "setsockopt SO_REUSEADDR", addr);
-        goto fail;
-    }
-    if (bind(fd, addr, len) < 0) {
-        rc = fail(-errno, err, errlen, "bind", addr);
-        goto fail;
-    }
-    if (listen(fd, backlog) < 0) {
-        rc = fail(-errno, err, errlen, "listen", addr);
-        goto fail;
-    }
-    return fd;
-fail:
+    if (fd < 0 || listen(fd, backlog) == 0)
+        return fd;
+    rc = fail(-errno, err, errlen, "listen", addr);
     close(fd);
     return rc;
 }

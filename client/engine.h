@@ -184,6 +184,15 @@ void worker_note_gap(struct worker *w);
  * has epoll_pwait2. Returns the count, 0 on timeout or EINTR. */
 int worker_wait(int ep, struct epoll_event *evs, int max, uint64_t timeout_ns);
 
+/* xorshift64 on w->rng: the message (or datagram) sizes of this thread. */
+static inline uint64_t worker_rand(struct worker *w)
+{
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    return w->rng;
+}
+
 /* Add 1 to a single-writer counter read by other threads. */
 static inline void engine_bump(_Atomic uint64_t *a, uint64_t v)
 {

@@ -127,15 +127,6 @@ void udp_load_open(struct worker *w)
     w->pending = 0;
 }
 
-/* xorshift64: the datagram sizes of this thread. */
-static uint64_t next_rand(struct worker *w)
-{
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return w->rng;
-}
-
 /* The reply timeout in ns. */
 static uint64_t reply_ns(const struct worker *w)
 {
@@ -156,7 +147,7 @@ static void dgram_send(struct worker *w, struct conn *c, uint64_t now)
         return;
     }
     c->msg_size =
-        (uint32_t)(sizes_fixed(&o->sizes) ? o->size : sizes_draw(&o->sizes, next_rand(w)));
+        (uint32_t)(sizes_fixed(&o->sizes) ? o->size : sizes_draw(&o->sizes, worker_rand(w)));
     seq_put(hdr, ++c->sent);
     iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
     iov[1] = (struct iovec){.iov_base = (void *)payload_src(w->run->pay, c->src_off),

@@ -93,15 +93,6 @@ static void conn_finish(struct worker *w, struct conn *c)
     sched_del(&w->sched, c->id);
 }
 
-/* xorshift64: the message sizes of this thread. */
-static uint64_t next_rand(struct worker *w)
-{
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return w->rng;
-}
-
 /* rr, crr: start the next message, stamped stamp (its intended time with --rate). */
 static void rr_start(struct worker *w, struct conn *c, uint64_t stamp, uint64_t now)
 {
@@ -118,7 +109,7 @@ static void rr_start(struct worker *w, struct conn *c, uint64_t stamp, uint64_t 
     c->stamps[0] = stamp;
     c->sent_ns = now;
     c->msg_size =
-        (uint32_t)(sizes_fixed(&o->sizes) ? o->size : sizes_draw(&o->sizes, next_rand(w)));
+        (uint32_t)(sizes_fixed(&o->sizes) ? o->size : sizes_draw(&o->sizes, worker_rand(w)));
     c->limit += c->msg_size;
     if ((rc = conn_send(w, c, UINT64_MAX)) < 0)
         conn_lost(w, c, -rc, 0, now);

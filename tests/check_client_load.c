@@ -37,19 +37,6 @@ static struct cu_result *run(const char *const args[])
     return cu_run(args, NULL, 0, NULL, 30000);
 }
 
-/* The number after "word " in the server's final counters line. */
-static long server_counter(const struct tu_proc *s, const char *word)
-{
-    char pat[48];
-    const char *p = strstr(s->errlog, "stopped:");
-
-    ck_assert_msg(p != NULL, "no final counters in: %s", s->errlog);
-    snprintf(pat, sizeof(pat), " %s ", word);
-    p = strstr(p, pat);
-    ck_assert_msg(p != NULL, "no '%s' in: %s", word, s->errlog);
-    return strtol(p + strlen(pat), NULL, 10);
-}
-
 /* ---- a faulty server with many connections ---- */
 
 enum fake_kind {
@@ -190,8 +177,8 @@ START_TEST(graceful_end_no_resets)
     struct cu_result *r = run(args);
     ck_assert_msg(r->status == 0, "exit %d: %s", r->status, r->err);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
-    ck_assert_msg(server_counter(&s, "resets") == 0, "the server saw resets: %s", s.errlog);
-    ck_assert_msg(server_counter(&s, "errors") == 0, "%s", s.errlog);
+    ck_assert_msg(cu_server_counter(&s, "resets") == 0, "the server saw resets: %s", s.errlog);
+    ck_assert_msg(cu_server_counter(&s, "errors") == 0, "%s", s.errlog);
     /* The half-close did not stretch the run: the drain is bounded. */
     ck_assert_msg(r->wall_s < 5, "took %.1f s", r->wall_s);
     free(r);
@@ -248,7 +235,8 @@ START_TEST(std_fds_closed)
     ck_assert_msg(st != -1, "the client did not end with fd %d closed", _i);
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     /* stdin closed: /dev/null, nothing to send; otherwise the 3 bytes, once. */
-    ck_assert_msg(server_counter(&s, "in") == (_i == 0 ? 0 : 3), "fd %d closed: %s", _i, s.errlog);
+    ck_assert_msg(cu_server_counter(&s, "in") == (_i == 0 ? 0 : 3), "fd %d closed: %s", _i,
+                  s.errlog);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fd %d closed: status %d", _i, st);
 }
 END_TEST
@@ -382,8 +370,8 @@ START_TEST(warmup_not_counted)
     ck_assert_int_eq(tu_proc_stop(&s, SIGTERM, 10000), 0);
     /* Warm-up bytes reached the server, but not the figures (the warm-up's rate varies on a
      * loaded machine: only more, not twice as much). */
-    ck_assert_msg(server_counter(&s, "in") > cu_jres(j, "bytes") * 1.05, "server %ld, client %g",
-                  server_counter(&s, "in"), cu_jres(j, "bytes"));
+    ck_assert_msg(cu_server_counter(&s, "in") > cu_jres(j, "bytes") * 1.05, "server %ld, client %g",
+                  cu_server_counter(&s, "in"), cu_jres(j, "bytes"));
     free(r);
 }
 END_TEST
@@ -692,7 +680,7 @@ START_TEST(crr_connects_counted)
                   "%s", j);
     /* The server may also have accepted the connects still in flight at the end (at most one
      * per connection), which the client closed without counting. */
-    long accepted = server_counter(&s, "accepted");
+    long accepted = cu_server_counter(&s, "accepted");
     ck_assert_msg(accepted >= (long)cu_jres(j, "connects") &&
                       accepted <= (long)cu_jres(j, "connects") + 4,
                   "server %ld, client %g", accepted, cu_jres(j, "connects"));

@@ -276,19 +276,6 @@ static void fake_stop(struct fake *f)
     close(f->stop_fd);
 }
 
-/* The number after "word " in the server's final counters line. */
-static long server_counter(const struct tu_proc *s, const char *word)
-{
-    char pat[48];
-    const char *p = strstr(s->errlog, "datagrams in");
-
-    ck_assert_msg(p != NULL, "no datagram counters in: %s", s->errlog);
-    snprintf(pat, sizeof(pat), "%s ", word);
-    p = strstr(p, pat);
-    ck_assert_msg(p != NULL, "no '%s' in: %s", word, s->errlog);
-    return strtol(p + strlen(pat), NULL, 10);
-}
-
 /* Stop the real server; it must exit 0. */
 static void server_stop(struct tu_proc *s)
 {
@@ -335,8 +322,8 @@ START_TEST(real_server_messages)
                       cu_jres(j, "bytes") == 2000 * 64,
                   "%s", j);
     ck_assert(cu_jget(j, NULL, "reply_timeout_s") == 5 && strstr(j, "\"udp\":true") != NULL);
-    ck_assert_int_eq(server_counter(&s, "datagrams in"), 2000);
-    ck_assert_int_eq(server_counter(&s, "datagrams out"), 2000);
+    ck_assert_int_eq(cu_server_counter(&s, "datagrams in"), 2000);
+    ck_assert_int_eq(cu_server_counter(&s, "datagrams out"), 2000);
     ck_assert_msg(strstr(r->out, "rr over UDP") != NULL && strstr(r->out, "0 lost") != NULL, "%s",
                   r->out);
     free(r);
@@ -362,9 +349,9 @@ START_TEST(real_server_duration)
     double msgs = cu_jres(j, "messages"), mean = cu_jres(j, "mean_size");
     ck_assert_msg(msgs > 100 && cu_jres(j, "lost") == 0 && cu_jres(j, "mismatches") == 0, "%s", j);
     ck_assert_msg(mean > 8 && mean < 1400, "mean size %g", mean);
-    long in = server_counter(&s, "datagrams in");
+    long in = cu_server_counter(&s, "datagrams in");
     ck_assert_msg(in >= (long)msgs && in <= (long)msgs + 16, "server in %ld, client %g", in, msgs);
-    ck_assert_int_eq(server_counter(&s, "datagrams out"), in);
+    ck_assert_int_eq(cu_server_counter(&s, "datagrams out"), in);
     free(r);
 }
 END_TEST

@@ -86,6 +86,18 @@ double cu_jres(const char *json, const char *key)
     return cu_jget(json, strstr(json, "\"elapsed_s\""), key);
 }
 
+long cu_server_counter(const struct tu_proc *s, const char *word)
+{
+    char pat[48];
+    const char *p = strstr(s->errlog, "stopped:");
+
+    ck_assert_msg(p != NULL, "no final counters in: %s", s->errlog);
+    snprintf(pat, sizeof(pat), " %s ", word);
+    p = strstr(p, pat);
+    ck_assert_msg(p != NULL, "no '%s' in: %s", word, s->errlog);
+    return strtol(p + strlen(pat), NULL, 10);
+}
+
 const char *cu_port_str(uint16_t port)
 {
     static char ports[4][16];

@@ -38,6 +38,10 @@ double cu_jget(const char *json, const char *from, const char *key);
 /* A result of the load summary (after its parameters, where every key is unique). */
 double cu_jres(const char *json, const char *key);
 
+/* The number after " word " in the final counters lines a stopped server wrote (its errlog,
+ * from "stopped:" on; with --udp the second line too), e.g. "resets" or "datagrams in". */
+long cu_server_counter(const struct tu_proc *s, const char *word);
+
 /* The decimal text of port, in one of four rotating buffers (for argument lists). */
 const char *cu_port_str(uint16_t port);
 
